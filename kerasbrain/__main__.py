@@ -1,0 +1,5 @@
+import sys
+
+from kerasbrain.cli import main
+
+sys.exit(main())

@@ -1,0 +1,245 @@
+"""SFCN: the Simple Fully Convolutional Network for brain MRI (Peng et al. 2021).
+
+Reference:
+    Peng H, Gong W, Beckmann CF, Vedaldi A, Smith SM. Accurate brain age prediction with
+    lightweight deep neural networks. Medical Image Analysis 68:101871 (2021).
+    Leonardsen EH et al. Deep neural networks learn general and clinically relevant
+    representations of the ageing brain. NeuroImage 256:119210 (2022) (pyment heads).
+
+The trunk is five blocks of Conv3D 3x3x3 -> BatchNorm -> ReLU -> MaxPool 2 and a
+1x1x1 Conv3D -> BatchNorm -> ReLU block; ReLU before pooling gives the same numbers as
+Peng's pooling before ReLU. Inputs are channels-last volumes ``(x, y, z, 1)``.
+"""
+
+import numpy as np
+import keras
+
+from kerasbrain.applications import _common
+
+DEFAULT_FILTERS = (32, 64, 128, 256, 256, 64)
+DEFAULT_INPUT_SHAPE = (160, 192, 160, 1)
+MIN_SIZE = 32  # five 2x poolings
+HEADS = ("soft_classification", "categorical", "regression", "ranking", "binary")
+
+
+def SFCN(
+    include_top=True,
+    weights="ukb",
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=None,
+    classifier_activation="auto",
+    name="sfcn",
+    *,
+    head=None,
+    filters=None,
+    dropout=None,
+    bn_epsilon=None,
+    output_range=None,
+):
+    """Instantiate the SFCN architecture, optionally with published brain-MRI weights.
+
+    Args:
+        include_top: whether to include the prediction head (global average pooling,
+            dropout and a dense output layer).
+        weights: ``None`` (random), a registry name (see
+            ``kerasbrain.weights.list_weights()``, e.g. ``"ukb"``, ``"brain-age-2022"``,
+            ``"brain-age-2022:ranking"``), or a path to a weights file (``.weights.h5``,
+            legacy Keras ``.h5``, PyTorch ``.p/.pt/.pth``). Registry weights fix the
+            architecture details (filters, BatchNorm epsilon, head, classes, input shape).
+        input_tensor: optional Keras tensor to use as the model input.
+        input_shape: ``(x, y, z, channels)``. Defaults to the weights' input shape, else
+            ``(160, 192, 160, 1)``. Without the top, any size of at least 32 voxels per
+            axis works.
+        pooling: with ``include_top=False``: ``None`` (5D feature map), ``"avg"`` or
+            ``"max"`` (2D features ``(batch, filters[-1])``).
+        classes: number of outputs of the head (soft classification: number of bins).
+        classifier_activation: activation of the head's output; ``"auto"`` picks the
+            head's own (softmax, sigmoid, or the clamped linear output of regression).
+            ``None`` returns logits.
+        name: model name.
+        head: one of ``"soft_classification"`` (Peng brain age over bins),
+            ``"categorical"``, ``"regression"`` (clamped to ``output_range``),
+            ``"ranking"`` (ordinal, sigmoid per threshold), ``"binary"``.
+        filters: six channel widths, default ``(32, 64, 128, 256, 256, 64)``.
+        dropout: dropout rate before the head (default 0.5).
+        bn_epsilon: BatchNorm epsilon (Peng's PyTorch models 1e-5, Keras default 1e-3).
+        output_range: ``(low, high)`` for the regression head's clamp.
+
+    Returns:
+        A ``keras.Model``. With the top: ``(batch, classes)``; without: the feature map
+        ``(batch, x/32, y/32, z/32, filters[-1])`` or pooled ``(batch, filters[-1])``.
+    """
+    from kerasbrain import weights as weights_lib
+
+    spec = None
+    weights_file = None
+    if weights is not None and not _common.is_weights_path(weights):
+        spec = weights_lib.get_spec(weights, architecture="sfcn", head=head)
+    elif weights is not None:
+        weights_file = weights
+
+    config = dict(spec.config) if spec is not None else {}
+    head = head or config.get("head", "soft_classification")
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}.")
+    filters = tuple(filters or config.get("filters", DEFAULT_FILTERS))
+    if len(filters) != 6:
+        raise ValueError(f"filters must have 6 entries (blocks 0-5), got {filters}.")
+    dropout = config.get("dropout", 0.5) if dropout is None else dropout
+    bn_epsilon = config.get("bn_epsilon", 1e-3) if bn_epsilon is None else bn_epsilon
+    output_range = tuple(output_range or config.get("output_range", (3.0, 95.0)))
+    if classes is None:
+        classes = config.get("classes") or _default_classes(head)
+    if spec is not None and include_top and classes != config.get("classes", classes):
+        raise ValueError(
+            f"SFCN: weights={weights!r} has a head with {config['classes']} outputs; got "
+            f"classes={classes}. Use include_top=False to put a new head on the backbone."
+        )
+    default_shape = tuple(config.get("input_shape", DEFAULT_INPUT_SHAPE))
+    input_shape = _common.obtain_input_shape(
+        input_shape,
+        default_shape,
+        MIN_SIZE,
+        include_top,
+        weights_fixed_shape=spec is not None and config.get("fixed_shape", False),
+        name="SFCN",
+    )
+
+    inputs = _common.model_input(input_tensor, input_shape)
+    x = inputs
+    for i, width in enumerate(filters[:5]):
+        x = keras.layers.Conv3D(width, 3, padding="same", name=f"block{i}_conv")(x)
+        x = keras.layers.BatchNormalization(epsilon=bn_epsilon, name=f"block{i}_bn")(x)
+        x = keras.layers.ReLU(name=f"block{i}_relu")(x)
+        x = keras.layers.MaxPooling3D(2, name=f"block{i}_pool")(x)
+    x = keras.layers.Conv3D(filters[5], 1, name="block5_conv")(x)
+    x = keras.layers.BatchNormalization(epsilon=bn_epsilon, name="block5_bn")(x)
+    x = keras.layers.ReLU(name="block5_relu")(x)
+
+    if include_top:
+        x = _common.global_pool(x, config.get("pooling", "avg"), name="")
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+        x = _head(x, head, classes, classifier_activation, output_range)
+    else:
+        x = _common.global_pool(x, pooling, name="")
+
+    model = keras.Model(_common.model_inputs_for(input_tensor, inputs), x, name=name)
+
+    if spec is not None:
+        weights_lib.load_weights(model, spec, include_top=include_top)
+    elif weights_file is not None:
+        weights_lib.load_weights(model, weights_file, include_top=include_top)
+    return model
+
+
+def _default_classes(head):
+    return {"soft_classification": 40, "categorical": 2, "ranking": 91}.get(head, 1)
+
+
+def _head(x, head, classes, activation, output_range):
+    """The dense output layer ``predictions`` (plus the clamp of a regression head)."""
+    if activation == "auto":
+        activation = {
+            "soft_classification": "softmax",
+            "categorical": "softmax",
+            "ranking": "sigmoid",
+            "binary": "sigmoid",
+            "regression": "clamp",
+        }[head]
+    if head == "regression":
+        x = keras.layers.Dense(classes, name="predictions")(x)
+        if activation == "clamp":
+            low, high = output_range
+            x = keras.layers.ReLU(max_value=high - low, name="clamp")(x)
+            x = keras.layers.Rescaling(1.0, offset=low, name="offset")(x)
+        elif activation is not None:
+            x = keras.layers.Activation(activation, name="activation")(x)
+        return x
+    return keras.layers.Dense(classes, activation=activation, name="predictions")(x)
+
+
+# ---------------------------------------------------------------------------------------
+# Pre- and post-processing that belong to each weight set.
+
+
+def preprocess_input(x, weights="ukb"):
+    """Prepare volumes the way the given weights were trained.
+
+    Args:
+        x: one volume ``(x, y, z)`` / ``(x, y, z, 1)`` or a batch ``(n, x, y, z, 1)``,
+            already in the weights' space (MNI-registered etc., see the registry).
+        weights: registry name whose preprocessing to apply. ``"ukb"``/``"ukb-sex"``:
+            each volume divided by its own mean, then centre-cropped from the MNI 1 mm
+            grid 182x218x182 to 160x192x160 (``[11:171, 13:205, 11:171]``) when given at
+            that size. pyment sets: divided by 255.
+
+    Returns:
+        float32 array, channels-last, batch dimension kept if given.
+    """
+    from kerasbrain import weights as weights_lib
+
+    spec = weights_lib.get_spec(weights, architecture="sfcn")
+    kind = spec.preprocessing
+    x = np.asarray(x, dtype="float32")
+    squeeze_batch = x.ndim == 3 or (x.ndim == 4 and x.shape[-1] == 1 and x.shape[0] != 1)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim == 4:
+        x = x[None]
+    if x.ndim != 5:
+        raise ValueError(f"preprocess_input: expected a 3D volume or a 5D batch, got shape {x.shape}.")
+    if kind == "peng":
+        mean = x.mean(axis=(1, 2, 3, 4), keepdims=True)
+        if np.any(mean == 0):
+            raise ValueError("preprocess_input: a volume has mean 0 and cannot be scaled by it.")
+        x = x / mean
+        if x.shape[1:4] == (182, 218, 182):
+            x = x[:, 11:171, 13:205, 11:171]
+    elif kind == "pyment":
+        x = x / 255.0
+    else:
+        raise ValueError(f"preprocess_input: weights {weights!r} use preprocessing {kind!r}; "
+                         "use kerasbrain.data.Preprocessor.for_weights() for it.")
+    return x[0] if squeeze_batch else x
+
+
+def decode_predictions(preds, weights="ukb"):
+    """Turn raw head outputs into the weights' target units.
+
+    - soft classification over age bins: expected age ``sum(p * bin_centres)`` (years);
+    - ranking: ``low + sum(round(p))`` (years);
+    - regression: the (already clamped) value (years);
+    - binary: probability of the positive class; categorical: class probabilities.
+
+    Args:
+        preds: array ``(batch, classes)`` from the model with its default activation.
+        weights: registry name whose decoding to use.
+
+    Returns:
+        ``(batch,)`` array for scalar targets, else ``(batch, classes)``.
+    """
+    from kerasbrain import weights as weights_lib
+
+    spec = weights_lib.get_spec(weights, architecture="sfcn")
+    config = spec.config
+    preds = np.asarray(preds, dtype="float64")
+    if preds.ndim == 1:
+        preds = preds[None]
+    head = config["head"]
+    if head == "soft_classification":
+        centres = bin_centres(config["bin_range"], preds.shape[-1])
+        return preds @ centres
+    if head == "ranking":
+        return config["output_range"][0] + np.round(preds).sum(axis=-1)
+    if head in ("regression", "binary"):
+        return preds[:, 0]
+    return preds
+
+
+def bin_centres(bin_range, n_bins):
+    """Centres of ``n_bins`` equal bins over ``bin_range``: ``(42, 82), 40`` -> 42.5 ... 81.5."""
+    low, high = bin_range
+    width = (high - low) / n_bins
+    return low + width * (np.arange(n_bins) + 0.5)

@@ -1,0 +1,1 @@
+"""One module per ``kerasbrain`` subcommand; see ``kerasbrain/cli.py``."""

@@ -1,0 +1,47 @@
+"""Shared test set-up. The Keras backend comes from KERAS_BACKEND (tensorflow by default).
+
+Tests marked ``backend_independent`` (file formats, registry, downloads, tf.data writing)
+exercise no Keras backend code; they run once, on the TensorFlow backend, to keep the
+JAX run lean.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "backend_independent: runs on the TensorFlow backend only (no backend code)"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if keras.backend.backend() == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason="backend-independent: runs on the TensorFlow backend")
+    for item in items:
+        if "backend_independent" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_clear():
+    keras.utils.set_random_seed(0)
+    np.random.seed(0)
+    yield
+    keras.backend.clear_session()
+
+
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch):
+    """An empty Keras cache (``$KERAS_HOME``) for tests that download or cache weights."""
+    home = tmp_path / "keras_home"
+    home.mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    return home
