@@ -105,7 +105,7 @@ def verify(path, file_spec):
         )
 
 
-def _print_provenance(spec):
+def print_provenance(spec):
     print(
         f"kerasbrain: weights '{spec.key}' ({spec.architecture}) from {spec.source}\n"
         f"  license: {spec.license}\n"
@@ -243,7 +243,7 @@ def get_file(architecture, name, progress=True):
         path = cached_file(file_spec)
         if path is None:
             if not announced:
-                _print_provenance(spec)
+                print_provenance(spec)
                 announced = True
             print(f"Downloading {file_spec.url}", flush=True)
             path = fetch_file(file_spec, progress=progress)
