@@ -1,0 +1,3 @@
+"""Building blocks that Keras lacks or that are slow for volumes."""
+
+from kerasbrain.layers.depthwise import DepthwiseConv3D
