@@ -1,0 +1,9 @@
+"""Building blocks Keras lacks for 3D volumes."""
+
+from kerasbrain.layers.augment import Augmentation3D
+from kerasbrain.layers.augment import RandomAffine3D
+from kerasbrain.layers.augment import RandomCrop3D
+from kerasbrain.layers.augment import RandomFlip3D
+from kerasbrain.layers.augment import RandomIntensity
+from kerasbrain.layers.augment import RandomShift3D
+from kerasbrain.layers.augment import augmentation
