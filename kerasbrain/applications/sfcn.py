@@ -11,8 +11,8 @@ The trunk is five blocks of Conv3D 3x3x3 -> BatchNorm -> ReLU -> MaxPool 2 and a
 Peng's pooling before ReLU. Inputs are channels-last volumes ``(x, y, z, 1)``.
 """
 
-import numpy as np
 import keras
+import numpy as np
 
 from kerasbrain.applications import _common
 
@@ -80,7 +80,12 @@ def SFCN(
     elif weights is not None:
         weights_file = weights
 
-    config = dict(spec.config) if spec is not None else {}
+    if spec is not None:
+        config = dict(spec.config)
+    elif weights_file is not None:
+        config = weights_lib.checkpoint_config(weights_file)
+    else:
+        config = {}
     head = head or config.get("head", "soft_classification")
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}.")
@@ -92,6 +97,11 @@ def SFCN(
     output_range = tuple(output_range or config.get("output_range", (3.0, 95.0)))
     if classes is None:
         classes = config.get("classes") or _default_classes(head)
+    if include_top and head in ("soft_classification", "categorical") and classes < 2:
+        raise ValueError(
+            f"SFCN: head={head!r} needs at least 2 classes, got {classes}; use "
+            "head='regression' or head='binary' for one output."
+        )
     if spec is not None and include_top and classes != config.get("classes", classes):
         raise ValueError(
             f"SFCN: weights={weights!r} has a head with {config['classes']} outputs; got "

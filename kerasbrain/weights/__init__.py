@@ -1,6 +1,30 @@
 """Pretrained weights: the registry, verified downloads into the Keras cache, and
 converters from published checkpoints (PyTorch, legacy Keras HDF5, TF checkpoints)."""
 
-from kerasbrain.weights.registry import REGISTRY, FileSpec, WeightSpec, get_spec, register
+from kerasbrain.weights.download import DownloadError, IntegrityError, get_file
+from kerasbrain.weights.loading import checkpoint_config, convert, load_weights
+from kerasbrain.weights.registry import (
+    REGISTRY,
+    FileSpec,
+    WeightSpec,
+    get_spec,
+    list_weights,
+    register,
+)
+from kerasbrain.weights.torch_pickle import CheckpointError
 
-__all__ = ["REGISTRY", "FileSpec", "WeightSpec", "get_spec", "register"]
+__all__ = [
+    "REGISTRY",
+    "CheckpointError",
+    "DownloadError",
+    "FileSpec",
+    "IntegrityError",
+    "WeightSpec",
+    "checkpoint_config",
+    "convert",
+    "get_file",
+    "get_spec",
+    "list_weights",
+    "load_weights",
+    "register",
+]

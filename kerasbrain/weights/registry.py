@@ -146,7 +146,7 @@ def _pyment(name, variant, blob, citation, trained_for, config, reported_error, 
     )
 
 
-_PYMENT_2022_SIZE = "34,285 scans (multi-site, ages 3-95)"
+_PYMENT_2022_SIZE = "34,285 scans (multi-site, ages 3-95; scans, not participants)"
 
 REGISTRY = {}
 
@@ -211,7 +211,7 @@ for _fold, _blob in enumerate(
             "dementia vs cognitively healthy, probability (binary)",
             {"head": "binary", "classes": 1},
             "see Leonardsen et al. 2024 (cross-validated AUC per fold)",
-            "dementia patients and controls (fine-tuned from brain-age-2022)",
+            "1,366 scans (dementia patients, mostly probable AD, and controls)",
         )
     )
 
@@ -254,3 +254,50 @@ def get_spec(weights, architecture=None, head=None):
             f"Weights {weights!r} are for {spec.architecture!r}, not {architecture!r}."
         )
     return spec
+
+
+LIST_COLUMNS = (
+    ("name", "name"),
+    ("architecture", "architecture"),
+    ("trained for", "trained_for"),
+    ("license", "license"),
+    ("reported error", "reported_error"),
+    ("input shape", "input_shape"),
+)
+
+
+def list_weights(architecture=None, print_fn=print):
+    """Print the registry as a table and return its rows.
+
+    Args:
+        architecture: only entries for this family (e.g. ``"sfcn"``).
+        print_fn: where the table goes (``None`` prints nothing).
+
+    Returns:
+        list of dicts with keys ``name`` (full key, ``name:variant``), ``architecture``,
+        ``trained_for``, ``license``, ``reported_error``, ``input_shape``, ``citation``,
+        ``source``, ``training_size``.
+    """
+    rows = []
+    for spec in REGISTRY.values():
+        if architecture is not None and spec.architecture != architecture:
+            continue
+        rows.append({
+            "name": spec.key,
+            "architecture": spec.architecture,
+            "trained_for": spec.trained_for,
+            "license": spec.license,
+            "reported_error": spec.reported_error,
+            "input_shape": "x".join(str(n) for n in spec.input_shape[:3]),
+            "citation": spec.citation,
+            "source": spec.source,
+            "training_size": spec.training_size,
+        })
+    if print_fn is not None and rows:
+        widths = [max(len(title), *(len(str(r[key])) for r in rows)) for title, key in LIST_COLUMNS]
+        line = "  ".join(title.ljust(w) for (title, _), w in zip(LIST_COLUMNS, widths, strict=True))
+        print_fn(line)
+        print_fn("  ".join("-" * w for w in widths))
+        for row in rows:
+            print_fn("  ".join(str(row[key]).ljust(w) for (_, key), w in zip(LIST_COLUMNS, widths, strict=True)))
+    return rows

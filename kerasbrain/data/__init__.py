@@ -1,0 +1,50 @@
+"""Brain volumes in, batches out: NIfTI/MGZ I/O, preprocessing, TFRecords, tf.data.
+
+    import kerasbrain as kb
+    prep = kb.data.Preprocessor.for_weights("ukb")
+    kb.data.write_tfrecords("participants.tsv", "shards/", labels=["age", "sex"], preprocessor=prep)
+    train = kb.data.tfrecord_dataset("shards/", batch_size=4, shuffle=True, augment=True, seed=0)
+
+Names are imported on first use, so worker processes that only decode images do not
+import TensorFlow.
+"""
+
+import importlib
+
+_NAMES = {
+    "Volume": "io",
+    "VolumeError": "io",
+    "load_volume": "io",
+    "check_array": "io",
+    "Preprocessor": "preprocess",
+    "reorient": "preprocess",
+    "resample": "preprocess",
+    "bounding_box": "preprocess",
+    "PRESETS": "presets",
+    "get_preset": "presets",
+    "list_presets": "presets",
+    "Table": "table",
+    "LabelSpec": "table",
+    "read_table": "table",
+    "write_tfrecords": "tfrecords",
+    "WriteReport": "tfrecords",
+    "read_manifest": "tfrecords",
+    "encode_volume": "tfrecords",
+    "tfrecord_dataset": "dataset",
+    "volume_dataset": "dataset",
+    "label_categories": "dataset",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kerasbrain.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*__all__, "dataset", "io", "preprocess", "presets", "table", "tfrecords"])

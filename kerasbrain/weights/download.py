@@ -1,0 +1,251 @@
+"""Verified downloads of published weight files into the Keras cache.
+
+Files land in ``$KERAS_HOME/models/kerasbrain`` (``~/.keras/models/kerasbrain`` when
+``KERAS_HOME`` is unset), are checked against the hash the authors published (git blob
+SHA-1 or SHA-256), and are written under a temporary name that is renamed only once the
+hash matches: a corrupt or partial file never sits in the cache.
+"""
+
+import hashlib
+import http.client
+import os
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import keras
+
+from kerasbrain.weights.registry import get_spec
+
+#: attempts per file and the first back-off delay (seconds, doubled after each failure)
+RETRIES = 3
+BACKOFF_S = 1.0
+TIMEOUT_S = 60.0
+CHUNK_BYTES = 1 << 20
+_VERIFIED_SUFFIX = ".verified"
+
+
+class DownloadError(OSError):
+    """A weight file could not be fetched; the message says where to put it by hand."""
+
+
+class IntegrityError(ValueError):
+    """A downloaded or cached file does not match its published hash."""
+
+
+def cache_dir():
+    """``$KERAS_HOME/models/kerasbrain`` (Keras' cache convention), created on demand."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    path = os.path.join(home, "models", "kerasbrain")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def file_digest(path, file_spec):
+    """The hash of ``path`` in the kind ``file_spec`` publishes: ``("git-blob-sha1", hex)``
+    (``sha1(b"blob <size>\\0" + data)``) or ``("sha256", hex)``."""
+    if file_spec.git_blob_sha1:
+        digest = hashlib.sha1(b"blob %d\0" % os.path.getsize(path))
+        kind = "git-blob-sha1"
+    elif file_spec.sha256:
+        digest = hashlib.sha256()
+        kind = "sha256"
+    else:
+        raise IntegrityError(f"{file_spec.filename}: the registry publishes no hash for it.")
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return kind, digest.hexdigest()
+
+
+def _expected(file_spec):
+    return (file_spec.git_blob_sha1 or file_spec.sha256 or "").lower()
+
+
+def _marker(path):
+    stat = os.stat(path)
+    return f"{stat.st_size} {stat.st_mtime_ns}"
+
+
+def _is_marked_verified(path, file_spec):
+    try:
+        with open(path + _VERIFIED_SUFFIX) as f:
+            recorded = f.read().split()
+    except OSError:
+        return False
+    return recorded == [_expected(file_spec), *_marker(path).split()]
+
+
+def _mark_verified(path, file_spec):
+    tmp = f"{path}{_VERIFIED_SUFFIX}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{_expected(file_spec)} {_marker(path)}\n")
+    os.replace(tmp, path + _VERIFIED_SUFFIX)
+
+
+def _manual_hint(file_spec, path):
+    headers = "".join(f" -H '{k}: {v}'" for k, v in file_spec.headers)
+    return (
+        f"Fetch it yourself and put it at this exact path:\n"
+        f"  curl -L{headers} -o '{path}' '{file_spec.url}'\n"
+        f"It must have {('git blob SHA-1' if file_spec.git_blob_sha1 else 'SHA-256')} "
+        f"{_expected(file_spec)}."
+    )
+
+
+def verify(path, file_spec):
+    """Raise ``IntegrityError`` unless ``path`` has the published hash of ``file_spec``."""
+    kind, actual = file_digest(path, file_spec)
+    if actual != _expected(file_spec):
+        raise IntegrityError(
+            f"{path}: {kind} {actual} does not match the published {_expected(file_spec)} "
+            f"of {file_spec.url}."
+        )
+
+
+def print_provenance(spec):
+    print(
+        f"kerasbrain: weights '{spec.key}' ({spec.architecture}) from {spec.source}\n"
+        f"  license: {spec.license}\n"
+        f"  cite: {spec.citation}",
+        flush=True,
+    )
+
+
+def _fetch(file_spec, dest_dir, progress):
+    """Download once into a temporary file in ``dest_dir``; return its path."""
+    request = urllib.request.Request(file_spec.url, headers=dict(file_spec.headers))
+    fd, tmp = tempfile.mkstemp(prefix=f".{file_spec.filename}.", suffix=".part", dir=dest_dir)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
+            total = resp.headers.get("Content-Length")
+            total = int(total) if total and total.isdigit() else None
+            bar = keras.utils.Progbar(total, unit_name="B") if progress else None
+            done = 0
+            for chunk in iter(lambda: resp.read(CHUNK_BYTES), b""):
+                out.write(chunk)
+                done += len(chunk)
+                if bar is not None:
+                    bar.update(done)
+            if total is not None and done != total:
+                raise urllib.error.URLError(f"connection closed after {done} of {total} bytes")
+        return tmp
+    except BaseException:
+        os.remove(tmp)
+        raise
+
+
+def _retryable(error):
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code >= 500 or error.code in (408, 429)
+    return isinstance(
+        error, (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError)
+    )
+
+
+def fetch_file(file_spec, progress=True):
+    """Download ``file_spec`` into the cache (retrying with back-off), verify, rename.
+
+    Returns:
+        the cached path.
+
+    Raises:
+        DownloadError: the file could not be fetched (offline, HTTP error); the message
+            gives the URL and the exact path to put the file at.
+        IntegrityError: the download does not match its published hash (it is deleted).
+    """
+    dest_dir = cache_dir()
+    path = os.path.join(dest_dir, file_spec.filename)
+    delay = BACKOFF_S
+    last_error = None
+    for attempt in range(1, RETRIES + 1):
+        try:
+            tmp = _fetch(file_spec, dest_dir, progress)
+            break
+        except (urllib.error.URLError, http.client.HTTPException, TimeoutError,
+                ConnectionError) as error:
+            last_error = error
+            if not _retryable(error) or attempt == RETRIES:
+                raise DownloadError(
+                    f"Could not download {file_spec.url} ({_reason(error)}; {attempt} "
+                    f"attempt(s)).\n{_manual_hint(file_spec, path)}"
+                ) from error
+            print(f"kerasbrain: download failed ({_reason(error)}); retrying in {delay:g} s",
+                  file=sys.stderr, flush=True)
+            time.sleep(delay)
+            delay *= 2
+    else:  # pragma: no cover - the loop always breaks or raises
+        raise DownloadError(str(last_error))
+    try:
+        verify(tmp, file_spec)
+    except IntegrityError as error:
+        os.remove(tmp)
+        raise IntegrityError(
+            f"The download of {file_spec.url} is corrupt: {error} It was not kept.\n"
+            f"{_manual_hint(file_spec, path)}"
+        ) from None
+    os.replace(tmp, path)
+    _mark_verified(path, file_spec)
+    return path
+
+
+def _reason(error):
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    return str(getattr(error, "reason", error))
+
+
+def cached_file(file_spec):
+    """The cached path of ``file_spec`` if it is there and verified, else None.
+
+    A cached file is hashed once and then recorded as verified (a ``.verified`` marker with
+    its hash, size and modification time); a cached file that fails verification is
+    deleted.
+    """
+    path = os.path.join(cache_dir(), file_spec.filename)
+    if not os.path.isfile(path):
+        return None
+    if _is_marked_verified(path, file_spec):
+        return path
+    try:
+        verify(path, file_spec)
+    except IntegrityError as error:
+        print(f"kerasbrain: removing a corrupt cached file: {error}", file=sys.stderr)
+        os.remove(path)
+        return None
+    _mark_verified(path, file_spec)
+    return path
+
+
+def get_file(architecture, name, progress=True):
+    """Local, verified path(s) of a registry entry's file(s), downloading what is missing.
+
+    Prints the source, license and citation before fetching anything.
+
+    Args:
+        architecture: family the weights are for, e.g. ``"sfcn"``.
+        name: registry name, optionally with a variant (``"brain-age-2022:ranking"``).
+        progress: show a progress bar while downloading.
+
+    Returns:
+        the path (str) for an entry of one file, else a list of paths in registry order.
+
+    Raises:
+        ValueError: unknown name (the known ones are listed).
+        DownloadError, IntegrityError: see :func:`fetch_file`.
+    """
+    spec = get_spec(name, architecture=architecture)
+    paths = []
+    announced = False
+    for file_spec in spec.files:
+        path = cached_file(file_spec)
+        if path is None:
+            if not announced:
+                print_provenance(spec)
+                announced = True
+            print(f"Downloading {file_spec.url}", flush=True)
+            path = fetch_file(file_spec, progress=progress)
+        paths.append(path)
+    return paths[0] if len(paths) == 1 else paths

@@ -1,0 +1,264 @@
+"""Put published or local weights into a Keras model; convert checkpoints once.
+
+Formats: Keras ``.weights.h5``; legacy tf.keras 2 HDF5 (pyment); PyTorch ``.p/.pt/.pth``
+(Peng et al., read without torch). Registry weights are downloaded (``get_file``),
+converted into a Keras ``.weights.h5`` beside the download, and that file is reused.
+"""
+
+import importlib
+import os
+import tempfile
+import zipfile
+
+import h5py
+
+from kerasbrain.weights import download, legacy_h5, sfcn_converters, torch_pickle
+from kerasbrain.weights.registry import WeightSpec, get_spec
+
+TORCH_SUFFIXES = (".p", ".pt", ".pth")
+#: root attribute of a converted file: the hash(es) of the checkpoint it came from
+SOURCE_ATTR = "kerasbrain_source"
+#: architecture -> (module, constructor) used to build the model a checkpoint converts into
+CONSTRUCTORS = {"sfcn": ("kerasbrain.applications.sfcn", "SFCN")}
+_CONVERTERS = {
+    "sfcn": {"torch": sfcn_converters.from_peng, "legacy-h5": sfcn_converters.from_pyment}
+}
+_FORMAT_ALIASES = {"peng-torch": "torch", "pyment-h5": "legacy-h5"}
+
+
+def file_format(path):
+    """``"keras"`` (``.weights.h5``), ``"legacy-h5"`` (tf.keras 2 HDF5) or ``"torch"``."""
+    name = os.fspath(path).lower()
+    if name.endswith((".h5", ".hdf5", ".keras")):
+        if legacy_h5.is_legacy_h5(path):
+            return "legacy-h5"
+        if name.endswith(".weights.h5"):
+            return "keras"
+        raise ValueError(
+            f"{os.fspath(path)}: not a Keras .weights.h5 nor a legacy Keras HDF5 weights file."
+        )
+    if name.endswith(TORCH_SUFFIXES) or zipfile.is_zipfile(path):
+        return "torch"
+    raise ValueError(
+        f"{os.fspath(path)}: unknown weights format; expected .weights.h5, a legacy Keras "
+        f".h5, or a PyTorch checkpoint ({', '.join(TORCH_SUFFIXES)})."
+    )
+
+
+def read_checkpoint(path, architecture="sfcn", format=None):
+    """Read a PyTorch or legacy-HDF5 checkpoint as Keras layer weights.
+
+    Returns:
+        ``{keras_layer_name: [(source_tensor_name, array), ...]}``.
+    """
+    source = os.fspath(path)
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"Weights file not found: {source}")
+    fmt = _FORMAT_ALIASES.get(format, format) or file_format(source)
+    converters = _CONVERTERS.get(architecture)
+    if converters is None or fmt not in converters:
+        raise ValueError(f"{source}: no converter from {fmt!r} checkpoints to {architecture!r}.")
+    if fmt == "torch":
+        return converters[fmt](torch_pickle.state_dict(source), source=source)
+    return converters[fmt](legacy_h5.read_layers(source), source=source)
+
+
+def checkpoint_config(path, architecture="sfcn"):
+    """Constructor settings a local checkpoint needs (``filters``, ``classes``,
+    ``bn_epsilon``, and ``head`` where the output size tells it); ``{}`` for ``.weights.h5``."""
+    fmt = file_format(path)
+    if fmt == "keras":
+        return {}
+    config = sfcn_converters.config_of(read_checkpoint(path, architecture, fmt))
+    config["bn_epsilon"] = 1e-5 if fmt == "torch" else 1e-3
+    heads = (
+        {40: "soft_classification", 2: "categorical"}
+        if fmt == "torch"
+        else {93: "soft_classification", 91: "ranking"}
+    )
+    if config.get("classes") in heads:
+        config["head"] = heads[config["classes"]]
+    return config
+
+
+def assign(model, layer_weights, include_top=True, source="checkpoint"):
+    """Set converted weights on ``model``'s layers, all or nothing.
+
+    Every layer of ``model`` that has weights must receive exactly its variables with
+    their shapes; with ``include_top=False`` the head tensors are skipped. Anything
+    missing, extra or mis-shaped raises ``ValueError`` naming the tensor, before any
+    weight is changed.
+    """
+    targets = {layer.name: layer for layer in model.layers if layer.weights}
+    for name, weights in layer_weights.items():
+        if name in targets or (not include_top and name in sfcn_converters.HEAD_LAYERS):
+            continue
+        raise ValueError(
+            f"{source}: tensors {', '.join(n for n, _ in weights)} have no layer {name!r} "
+            f"in model {model.name!r}."
+        )
+    updates = []
+    for name, layer in targets.items():
+        if name not in layer_weights:
+            raise ValueError(
+                f"{source}: no tensors for layer {name!r} of model {model.name!r} "
+                f"({', '.join(v.path for v in layer.weights)})."
+            )
+        given = layer_weights[name]
+        if len(given) != len(layer.weights):
+            raise ValueError(
+                f"{source}: layer {name!r} has {len(layer.weights)} variables, the checkpoint "
+                f"gives {len(given)} ({', '.join(n for n, _ in given)})."
+            )
+        for (tensor_name, value), variable in zip(given, layer.weights, strict=True):
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"{source}: tensor {tensor_name!r} has shape {tuple(value.shape)} in Keras "
+                    f"layout, but {variable.path} has shape {tuple(variable.shape)}."
+                )
+        updates.append((layer, [value for _, value in given]))
+    for layer, values in updates:
+        layer.set_weights(values)
+    return model
+
+
+def _build(architecture, config, include_top):
+    module_name, constructor = CONSTRUCTORS[architecture]
+    build = getattr(importlib.import_module(module_name), constructor)
+    kwargs = {k: config[k] for k in ("filters", "bn_epsilon", "output_range") if k in config}
+    if include_top:
+        classes = config["classes"]
+        kwargs["classes"] = classes
+        kwargs["head"] = config.get("head") or ("regression" if classes == 1 else "categorical")
+    return build(
+        include_top=include_top, weights=None, input_shape=(None, None, None, 1), **kwargs
+    )
+
+
+def _save_atomic(model, output, tag):
+    output = os.fspath(output)
+    if not output.endswith(".weights.h5"):
+        raise ValueError(f"Converted weights must be saved as .weights.h5, got {output}.")
+    folder = os.path.dirname(os.path.abspath(output))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".convert-", suffix=".weights.h5", dir=folder)
+    os.close(fd)
+    try:
+        model.save_weights(tmp)
+        with h5py.File(tmp, "a") as f:
+            f.attrs[SOURCE_ATTR] = tag
+        os.replace(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return output
+
+
+def _convert(path, output, architecture, format, config, tag, include_top=None):
+    layer_weights = read_checkpoint(path, architecture, format)
+    config = {**sfcn_converters.config_of(layer_weights), **config}
+    if include_top is None:
+        include_top = "predictions" in layer_weights
+    model = _build(architecture, config, include_top)
+    assign(model, layer_weights, include_top=include_top, source=os.fspath(path))
+    return _save_atomic(model, output, tag)
+
+
+def convert(path, output=None, *, architecture="sfcn", format=None):
+    """Convert a published checkpoint into a Keras ``.weights.h5`` file.
+
+    The architecture's details (filters, classes, BatchNorm epsilon) are read from the
+    checkpoint; the result loads with ``model.load_weights`` or ``weights=``.
+
+    Args:
+        path: PyTorch ``.p/.pt/.pth`` (Peng et al.) or legacy Keras ``.h5`` (pyment).
+        output: where to write; default ``path`` with its suffix replaced by
+            ``.weights.h5``. Written under a temporary name and renamed when complete.
+        architecture: the kerasbrain family, ``"sfcn"``.
+        format: ``"torch"`` or ``"legacy-h5"``; by default from the file.
+
+    Returns:
+        the output path.
+    """
+    source = os.fspath(path)
+    if output is None:
+        output = os.path.splitext(source)[0] + ".weights.h5"
+    fmt = _FORMAT_ALIASES.get(format, format) or file_format(source)
+    config = checkpoint_config(source, architecture) if fmt != "keras" else {}
+    return _convert(source, output, architecture, fmt, config, f"file:{os.path.basename(source)}")
+
+
+def converted_file(spec):
+    """The converted ``.weights.h5`` of a registry entry: downloaded, verified and
+    converted on first use, then reused (its ``kerasbrain_source`` attribute records the
+    published hash it came from)."""
+    spec = get_spec(spec)
+    tag = ",".join(f.git_blob_sha1 or f.sha256 for f in spec.files)
+    output = os.path.join(download.cache_dir(), f"{spec.key.replace(':', '-')}.weights.h5")
+    if os.path.isfile(output):
+        try:
+            with h5py.File(output, "r") as f:
+                if f.attrs.get(SOURCE_ATTR) == tag:
+                    return output
+        except OSError:
+            pass
+        os.remove(output)
+    paths = download.get_file(spec.architecture, spec.key)
+    if not isinstance(paths, str):
+        raise ValueError(f"Weights {spec.key!r} have {len(paths)} files; no converter for them.")
+    return _convert(paths, output, spec.architecture, spec.format, spec.config, tag, True)
+
+
+def _has_top(model):
+    return any(layer.name in sfcn_converters.HEAD_LAYERS for layer in model.layers)
+
+
+def _is_path(weights):
+    return isinstance(weights, os.PathLike) or (
+        isinstance(weights, str) and (os.path.sep in weights or os.path.exists(weights))
+    )
+
+
+def load_weights(model, weights, include_top=None):
+    """Load registry or local weights into ``model``.
+
+    Args:
+        model: a kerasbrain application model (e.g. ``SFCN(weights=None, ...)``).
+        weights: a registry name or ``WeightSpec`` (downloaded, verified, converted once
+            and cached), or a path to ``.weights.h5``, legacy Keras ``.h5`` or a PyTorch
+            ``.p/.pt/.pth`` checkpoint.
+        include_top: whether ``model`` has the head; ``False`` loads the trunk only.
+            Default: whether the model has a ``predictions`` layer.
+
+    Returns:
+        ``model``.
+
+    Raises:
+        ValueError: unknown name (lists the known ones), or weights that do not fit the
+            model (names the tensor); ``FileNotFoundError`` for a missing file.
+    """
+    if include_top is None:
+        include_top = _has_top(model)
+    if isinstance(weights, WeightSpec) or not _is_path(weights):
+        spec = get_spec(weights)
+        path = converted_file(spec)
+        _load_keras(model, path, source=f"weights {spec.key!r} ({path})")
+        return model
+    path = os.fspath(weights)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Weights file not found: {path}")
+    fmt = file_format(path)
+    if fmt == "keras":
+        _load_keras(model, path, source=path)
+    else:
+        architecture = "sfcn"
+        assign(model, read_checkpoint(path, architecture, fmt), include_top, source=path)
+    return model
+
+
+def _load_keras(model, path, source):
+    try:
+        model.load_weights(path)
+    except ValueError as error:
+        raise ValueError(f"{source}: does not fit model {model.name!r}: {error}") from error
