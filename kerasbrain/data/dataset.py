@@ -203,8 +203,13 @@ def _finish(ds, names, specs, batch_size, augment, repeat, seed, drop_remainder,
 
         layer = augmentation() if augment is True else augment
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+        @tf.autograph.experimental.do_not_convert
+        def apply(element, s):
+            return (augment_with_seed(layer, element[0], s), *element[1:])
+
         ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda element, s: (augment_with_seed(layer, element[0], s), *element[1:]),
+            apply,
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=deterministic,
         )
