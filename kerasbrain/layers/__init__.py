@@ -1,0 +1,3 @@
+"""Building blocks that Keras lacks or that are slow in 3D."""
+
+from kerasbrain.layers.patch_embedding import PatchEmbedding3D  # noqa: F401
