@@ -2,9 +2,9 @@
 
 import keras
 import numpy as np
-import pytest
 
-from kerasbrain.applications import densenet, inception_v3, inflate, resnet, resnet_v2
+from kerasbrain.applications import densenet, inception_v3, resnet
+from kerasbrain.applications.inflate import inflate
 
 
 def _randomise(model, seed=0):
@@ -32,7 +32,7 @@ def _feature_model(model, layer_name):
 def _check_property(model_2d, model_3d, layer_2d, layer_3d, image_size, depth, mode="repeat"):
     """Volume = one grey image repeated along z; central z slice of 3D features = 2D."""
     _randomise(model_2d)
-    inflate.inflate(model_2d, model_3d, mode=mode)
+    inflate(model_2d, model_3d, mode=mode)
     rng = np.random.default_rng(1)
     grey = rng.uniform(0, 1, (1, image_size, image_size, 1)).astype("float32")
     rgb = np.repeat(grey, 3, axis=-1)

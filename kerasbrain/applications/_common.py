@@ -149,10 +149,10 @@ def remat_scope(remat):
     computation is redone instead of keeping its intermediate tensors.
 
     Args:
-        remat: ``None``/``False`` (off), ``True`` (``"larger_than"``: layers whose output
-            has more than 2**16 elements per example, i.e. the large early feature maps),
-            a mode name of ``keras.RematScope`` (``"full"``, ``"activations"``,
-            ``"larger_than"``), or a ``keras.RematScope`` instance.
+        remat: ``None``/``False`` (off), ``True`` or ``"full"`` (every layer),
+            ``"activations"`` (only the activation functions inside layers), or a
+            ``keras.RematScope`` instance for other modes (Keras 3.15's ``"larger_than"``
+            mode fails on the TensorFlow backend inside functional models).
     """
     import contextlib
 
@@ -161,11 +161,11 @@ def remat_scope(remat):
     if isinstance(remat, keras.RematScope):
         return remat
     if remat is True:
-        return keras.RematScope(mode="larger_than", output_size_threshold=2**16)
-    if remat in ("full", "activations", "larger_than"):
+        return keras.RematScope(mode="full")
+    if remat in ("full", "activations"):
         return keras.RematScope(mode=remat)
     raise ValueError(
-        "remat must be None, True, 'full', 'activations', 'larger_than' or a "
+        "remat must be None, True, 'full', 'activations' or a "
         f"keras.RematScope; got {remat!r}."
     )
 
@@ -192,9 +192,11 @@ def load_model_weights(model, weights, spec, weights_file, include_top, construc
     spec or a file goes through ``kerasbrain.weights.load_weights``.
     """
     if weights == "imagenet":
-        from kerasbrain.applications import inflate
+        from kerasbrain.applications.inflate import load_imagenet
 
-        inflate.load_imagenet(model, constructor_2d, include_top=include_top)
+        load_imagenet(model, constructor_2d, include_top=include_top)
+    elif weights_file is not None and str(weights_file).endswith(".weights.h5"):
+        model.load_weights(weights_file)
     elif spec is not None or weights_file is not None:
         from kerasbrain import weights as weights_lib
 

@@ -60,7 +60,7 @@ def inflate(model_2d, model_3d, mode="repeat"):
             )
         new = []
         is_kernel_layer = any(v.ndim == 4 for v in values_2d)
-        for value, target in zip(values_2d, targets):
+        for value, target in zip(values_2d, targets, strict=False):
             new.append(_inflate_tensor(value, target.shape, layer_2d, layer_3d, first_conv, mode))
         if is_kernel_layer:
             first_conv = False
@@ -139,7 +139,7 @@ def pair_layers(model_2d, model_3d):
             f"without a 3D counterpart {unused[:5]}, {len(rest_2d)} unnamed 2D vs "
             f"{len(rest_3d)} unnamed 3D layers with weights."
         )
-    for layer_2d, layer_3d in zip(rest_2d, rest_3d):
+    for layer_2d, layer_3d in zip(rest_2d, rest_3d, strict=False):
         if type(layer_2d).__name__.replace("2D", "") != type(layer_3d).__name__.replace("3D", ""):
             raise ValueError(
                 f"inflate: layers paired by order differ in kind: {layer_2d.name!r} "

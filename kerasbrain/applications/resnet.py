@@ -32,13 +32,14 @@ convolution + BN) otherwise. PyTorch state-dict keys map to layer names as::
 MedicalNet's segmentation network dilates layers 3-4 instead of striding them; the
 weights are the same tensors, this backbone uses MONAI's strides.
 
-Rematerialisation (``remat=``): every layer is built under ``keras.RematScope``; with
-``remat=True`` the layers with large outputs (the stem and the early stages) recompute
-their forward pass during backpropagation instead of storing intermediates.
+Rematerialisation (``remat=``): the layers are built under ``keras.RematScope``; with
+``remat=True`` every layer recomputes its forward pass during backpropagation instead of
+keeping its internal intermediates (BatchNorm's normalised input, activations), which
+lowers training memory for full-size volumes at the price of a second forward pass.
 """
 
-import numpy as np
 import keras
+import numpy as np
 
 from kerasbrain.applications import _common
 
@@ -260,7 +261,7 @@ def _constructor(depth):
 
     imagenet = "; ``weights='imagenet'`` inflates keras.applications' 2D weights" if (
         _keras_2d(depth) is not None) else (
-        "; no ImageNet weights (keras.applications has no 2D ResNet%d)" % depth)
+        f"; no ImageNet weights (keras.applications has no 2D ResNet{depth})")
     constructor.__name__ = constructor.__qualname__ = f"ResNet{depth}"
     constructor.__doc__ = (
         f"Instantiate the 3D ResNet{depth} ({DEPTHS[depth][0]} blocks "

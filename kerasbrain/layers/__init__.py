@@ -8,3 +8,4 @@ from kerasbrain.layers.augment import RandomIntensity
 from kerasbrain.layers.augment import RandomShift3D
 from kerasbrain.layers.augment import augmentation
 from kerasbrain.layers.depthwise import DepthwiseConv3D
+from kerasbrain.layers.patch_embedding import PatchEmbedding3D
