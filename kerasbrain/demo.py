@@ -16,6 +16,7 @@
 
 import dataclasses
 import os
+import shutil
 import time
 
 import numpy as np
@@ -78,7 +79,6 @@ class DemoResult:
     size, and the paths of the files written."""
 
     table: object
-    medians: object
     comparison: dict
     pretrain_metrics: dict
     files: dict
@@ -192,25 +192,29 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
 
     step(f"learning curve on the unseen site's disease label: sizes {list(config.sizes)}, "
          f"{config.resamples} resamples, strategies {list(STRATEGIES)}")
-    backbone = transfer.features_model(model) if hasattr(transfer, "features_model") else model
-    curve = transfer.learning_curve(
-        (x_small, small),
+    curve_dir = os.path.join(out_dir, "learning_curve")
+    shutil.rmtree(os.path.join(curve_dir, "cells"), ignore_errors=True)  # never reuse old cells
+    pool, test = np.arange(config.n_test, len(small)), np.arange(config.n_test)
+    table = transfer.learning_curve(
+        (x_small[pool], small.iloc[pool].reset_index(drop=True)),
         [tasks.Binary("disease")],
-        base=backbone,
         sizes=config.sizes,
         resamples=config.resamples,
         strategies=STRATEGIES,
-        test_size=config.n_test,
+        test=(x_small[test], small.iloc[test].reset_index(drop=True)),
+        backbone=model,
         epochs=config.finetune_epochs,
         batch_size=config.batch_size,
+        out_dir=curve_dir,
         seed=config.seed,
-        out_dir=out_dir,
+        finetune_kwargs={"learning_rate": config.learning_rate / 3},
     )
-    files["results_csv"] = os.path.join(out_dir, "learning_curve.csv")
-    files["learning_curve_png"] = os.path.join(out_dir, "learning_curve.png")
-    comparison = compare_at_smallest(curve.table, config.sizes[0])
+    files["results_csv"] = os.path.join(curve_dir, "results.csv")
+    files["summary_csv"] = os.path.join(curve_dir, "summary.csv")
+    files["learning_curve_png"] = os.path.join(curve_dir, "learning_curve.png")
+    comparison = compare_at_smallest(table, config.sizes[0])
     step("done")
-    return DemoResult(curve.table, curve.medians, comparison, pretrain_metrics, files)
+    return DemoResult(table, comparison, pretrain_metrics, files)
 
 
 def compare_at_smallest(table, size, metric="auc"):
