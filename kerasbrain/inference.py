@@ -214,11 +214,7 @@ class Predictor:
         """Load a ``.keras`` model; preprocessing from its sidecar, else the ``weights`` preset."""
         import keras
 
-        try:  # registers the multi-task model class
-            from kerasbrain import models  # noqa: F401
-        except ModuleNotFoundError as error:
-            if error.name != "kerasbrain.models":
-                raise
+        from kerasbrain import models  # noqa: F401  (registers the multi-task model class)
 
         path = os.fspath(path)
         if not os.path.exists(path):
@@ -309,7 +305,8 @@ class Predictor:
             if len(x) < batch_size:  # one shape for every call: no retracing
                 x = np.concatenate([x, np.repeat(x[-1:], batch_size - len(x), axis=0)])
             output = self.model.predict_on_batch(x)
-            outputs.append(keras.tree.map_structure(lambda o, n=len(batch): np.asarray(o)[:n], output))
+            count = len(batch)
+            outputs.append(keras.tree.map_structure(lambda o: np.asarray(o)[:count], output))  # noqa: B023
             if bar is not None:
                 bar.add(len(rows))
         result = scans.reset_index(drop=True).copy()
@@ -395,14 +392,37 @@ class Predictor:
             result["brain_age_gap_corrected"] = corrected - age
 
 
+_CORRECTION_STATE = ("slope_", "intercept_", "coef_", "age_mean_")
+
+
+def save_bias_correction(correction, path):
+    """Write a fitted ``kerasbrain.brainage.BiasCorrection`` as JSON (for ``--bias-correction``)."""
+    state = {"method": correction.method, "degree": correction.degree}
+    for name in _CORRECTION_STATE:
+        if hasattr(correction, name):
+            state[name] = np.asarray(getattr(correction, name)).tolist()
+    _write_json(state, os.fspath(path))
+
+
 def load_bias_correction(source):
     """A fitted ``kerasbrain.brainage.BiasCorrection`` from itself or its JSON file."""
     from kerasbrain import brainage
 
-    if isinstance(source, str | os.PathLike):
-        with open(source) as f:
-            return brainage.BiasCorrection.from_config(json.load(f))
-    return source
+    if not isinstance(source, str | os.PathLike):
+        return source
+    with open(source) as f:
+        state = json.load(f)
+    try:
+        correction = brainage.BiasCorrection(method=state["method"], degree=state.get("degree", 1))
+    except KeyError:
+        raise ValueError(f"{source}: not a bias-correction file (no 'method')") from None
+    fitted = [name for name in _CORRECTION_STATE if name in state]
+    if not fitted:
+        raise ValueError(f"{source}: the bias correction is not fitted")
+    for name in fitted:
+        value = state[name]
+        setattr(correction, name, np.asarray(value) if isinstance(value, list) else float(value))
+    return correction
 
 
 def _constructor(applications, architecture):
