@@ -161,14 +161,12 @@ def fetch_file(file_spec, progress=True):
     dest_dir = cache_dir()
     path = os.path.join(dest_dir, file_spec.filename)
     delay = BACKOFF_S
-    last_error = None
     for attempt in range(1, RETRIES + 1):
         try:
             tmp = _fetch(file_spec, dest_dir, progress)
             break
         except (urllib.error.URLError, http.client.HTTPException, TimeoutError,
                 ConnectionError) as error:
-            last_error = error
             if not _retryable(error) or attempt == RETRIES:
                 raise DownloadError(
                     f"Could not download {file_spec.url} ({_reason(error)}; {attempt} "
@@ -178,8 +176,6 @@ def fetch_file(file_spec, progress=True):
                   file=sys.stderr, flush=True)
             time.sleep(delay)
             delay *= 2
-    else:  # pragma: no cover - the loop always breaks or raises
-        raise DownloadError(str(last_error))
     try:
         verify(tmp, file_spec)
     except IntegrityError as error:
