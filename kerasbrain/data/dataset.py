@@ -10,8 +10,6 @@ Keras backend (Keras converts tf.data batches for JAX and PyTorch).
 import glob
 import os
 
-import numpy as np
-
 from kerasbrain.data.preprocess import Preprocessor
 from kerasbrain.data.table import read_table
 from kerasbrain.data.tfrecords import MANIFEST, _sha256, read_manifest
@@ -204,7 +202,7 @@ def _finish(ds, count, names, specs, batch_size, augment, repeat, seed, drop_rem
     if repeat:
         ds = ds.repeat(None if repeat is True else int(repeat))
     if augment:
-        from kerasbrain.layers.augment import augmentation, augment_with_seed
+        from kerasbrain.layers.augment import augment_with_seed, augmentation
 
         layer = augmentation() if augment is True else augment
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)

@@ -88,7 +88,8 @@ def write_tfrecords(
         compression: None, ``"GZIP"`` or ``"ZLIB"``.
         shards: number of shards; default ``ceil(rows / shard_size)``.
         shard_size: volumes per shard when ``shards`` is None.
-        workers: processes decoding images (default ``min(cpu count, shards)``).
+        workers: processes decoding images (default ``min(cpu count, shards)``); they
+            are spawned, so a calling script needs an ``if __name__ == "__main__":`` guard.
         on_error: ``"raise"`` (stop at the first bad row; finished shards stay valid)
             or ``"skip"`` (leave the row out; see `WriteReport.skipped`).
         prefix: shard file prefix: ``<prefix>-00000-of-00004.tfrecord``.
