@@ -2,9 +2,10 @@
 
 import keras
 import numpy as np
+import pytest
 
 from kerasbrain.applications import densenet, inception_v3, resnet
-from kerasbrain.applications.inflate import inflate
+from kerasbrain.applications.inflate import inflate, load_imagenet
 
 
 def _randomise(model, seed=0):
@@ -63,3 +64,68 @@ def test_inception_v3_inflation_property():
     m2 = keras.applications.InceptionV3(weights=None, include_top=False, input_shape=(None, None, 3))
     m3 = inception_v3.InceptionV3(include_top=False, input_shape=(None, None, None, 1))
     _check_property(m2, m3, "mixed0", "mixed0", 40, 75)
+
+
+def _tiny(dims, channels, filters=4, extra=False):
+    conv = keras.layers.Conv2D if dims == 2 else keras.layers.Conv3D
+    pool = keras.layers.GlobalAveragePooling2D if dims == 2 else keras.layers.GlobalAveragePooling3D
+    inputs = keras.Input((None,) * dims + (channels,))
+    x = conv(filters, 3, name="stem")(inputs)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = conv(filters, 3)(x)  # automatically named: paired by order
+    if extra:
+        x = conv(filters, 1, name="extra")(x)
+    x = pool()(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="predictions")(x), name=f"tiny{dims}d")
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_inflate_kernel_rules(channels):
+    m2, m3 = _tiny(2, 3), _tiny(3, channels)
+    _randomise(m2)
+    inflate(m2, m3)
+    k2 = m2.get_layer("stem").get_weights()[0]
+    k3 = m3.get_layer("stem").get_weights()[0]
+    assert k3.shape == (3, 3, 3, channels, 4)
+    expected = k2 if channels == 3 else np.repeat(k2.sum(2, keepdims=True) / channels, channels, 2)
+    for z in range(3):
+        np.testing.assert_allclose(k3[:, :, z], expected / 3, rtol=1e-6)
+    second = [layer for layer in m3.layers if layer.name.startswith("conv3d")][0]
+    np.testing.assert_allclose(second.get_weights()[0].sum(axis=2),
+                               [la for la in m2.layers if la.name.startswith("conv2d")][0]
+                               .get_weights()[0], rtol=1e-5, atol=1e-7)
+    for name in ("stem_bn", "predictions"):
+        for a, b in zip(m2.get_layer(name).get_weights(), m3.get_layer(name).get_weights(),
+                        strict=True):
+            np.testing.assert_array_equal(a, b)
+    centre = inflate(m2, _tiny(3, channels), mode="centre").get_layer("stem").get_weights()[0]
+    np.testing.assert_allclose(centre[:, :, 1], expected, rtol=1e-6)
+    assert not centre[:, :, 0].any() and not centre[:, :, 2].any()
+
+
+def test_inflate_fails_naming_the_layer():
+    with pytest.raises(ValueError, match="'extra'"):
+        inflate(_tiny(2, 3), _tiny(3, 1, extra=True))
+    with pytest.raises(ValueError, match="'stem'.*output channels"):
+        inflate(_tiny(2, 3), _tiny(3, 1, filters=5))
+
+
+def test_load_imagenet_caches_the_inflated_weights(keras_home):
+    calls = []
+
+    def TinyNet(include_top, weights):  # stands in for a keras.applications constructor
+        calls.append((include_top, weights))
+        model = _tiny(2, 3)
+        _randomise(model, seed=len(calls))
+        return model
+
+    first = load_imagenet(_tiny(3, 1), TinyNet, include_top=True)
+    assert calls == [(True, "imagenet")]
+    cached = list((keras_home / "models" / "kerasbrain").iterdir())
+    assert len(cached) == 1 and cached[0].name.endswith(".weights.h5")
+    second = load_imagenet(_tiny(3, 1), TinyNet, include_top=True)
+    assert len(calls) == 1  # read from the cache, not rebuilt
+    for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    load_imagenet(_tiny(3, 2), TinyNet, include_top=True)  # another shape: another entry
+    assert len(calls) == 2 and len(list(cached[0].parent.iterdir())) == 2
