@@ -29,3 +29,32 @@ __all__ += [
     "ResNet50V2", "ResNet101V2", "ResNet152V2", "ViT", "ViTB16", "ViTL16",
     "densenet", "inception_v3", "inflate", "load_imagenet", "resnet", "resnet_v2", "vit",
 ]
+from kerasbrain.applications import efficientnet, efficientnet_v2, mobilenet_v2
+from kerasbrain.applications.efficientnet import (
+    EfficientNetB0,
+    EfficientNetB1,
+    EfficientNetB2,
+    EfficientNetB3,
+    EfficientNetB4,
+    EfficientNetB5,
+    EfficientNetB6,
+    EfficientNetB7,
+)
+from kerasbrain.applications.efficientnet_v2 import (
+    EfficientNetV2B0,
+    EfficientNetV2B1,
+    EfficientNetV2B2,
+    EfficientNetV2B3,
+    EfficientNetV2L,
+    EfficientNetV2M,
+    EfficientNetV2S,
+)
+from kerasbrain.applications.mobilenet_v2 import MobileNetV2
+
+__all__ += [
+    "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4",
+    "EfficientNetB5", "EfficientNetB6", "EfficientNetB7", "EfficientNetV2B0",
+    "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3", "EfficientNetV2S",
+    "EfficientNetV2M", "EfficientNetV2L", "MobileNetV2",
+    "efficientnet", "efficientnet_v2", "mobilenet_v2",
+]

@@ -10,8 +10,8 @@ layers (``DepthwiseConv2D`` -> ``kerasbrain.layers.DepthwiseConv3D``), so
 
 Input scaling is part of the model, as in Keras: ``Rescaling(1/255)`` then a
 ``Normalization`` layer with one mean/variance per input channel (loaded with the
-weights: ImageNet's RGB statistics are averaged to one channel when the volume has one
-channel), and with ``weights="imagenet"`` the extra ``Rescaling(1/sqrt(std))`` of the
+weights; inflating ImageNet weights into a volume of other than 3 channels gives each
+channel the mean of the RGB means and variances), and with ``weights="imagenet"`` the extra ``Rescaling(1/sqrt(std))`` of the
 Keras port (the mean ImageNet standard deviation for single-channel volumes). The model
 therefore expects intensities in ``[0, 255]``; ``preprocess_input`` is the identity.
 """
@@ -20,7 +20,6 @@ import copy
 import math
 
 import keras
-import numpy as np
 
 from kerasbrain.applications import _common
 from kerasbrain.layers import DepthwiseConv3D
@@ -90,18 +89,13 @@ def EfficientNet(
     if blocks_args == "default":
         blocks_args = DEFAULT_BLOCKS_ARGS
     family = name
-    _common.check_weights_args(family, weights, include_top, classes)
     if weights == "imagenet" and constructor_2d is None:
-        raise ValueError(f"{family}: weights='imagenet' needs one of the EfficientNetB0-B7 variants.")
+        raise ValueError(f"{family}: weights='imagenet' needs one of the named variants.")
+    spec, weights_file = _common.resolve_weights(weights, architecture=family)
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(input_tensor.shape[1:])
-    input_shape = _common.obtain_input_shape(
-        input_shape,
-        DEFAULT_INPUT_SHAPE if include_top else (None, None, None, 1),
-        MIN_SIZE,
-        include_top,
-        name=family,
-    )
+    input_shape = _common.volume_shape(input_shape, MIN_SIZE, include_top, family)
+    _common.check_weights_args(weights, include_top, classes, input_shape, family)
     channels = input_shape[-1]
 
     def round_filters(filters, divisor=depth_divisor):
@@ -171,22 +165,9 @@ def EfficientNet(
             x = _common.global_pool(x, pooling, name="")
 
     model = keras.Model(_common.model_inputs_for(input_tensor, img_input), x, name=name)
-    _common.load_weights(model, weights, constructor_2d, include_top=include_top)
-    if weights == "imagenet":
-        set_imagenet_normalization(model.get_layer("normalization"), channels)
-    return model
-
-
-def set_imagenet_normalization(layer, channels):
-    """ImageNet mean/variance in a ``Normalization`` layer; RGB averaged unless 3 channels."""
-    mean, stddev = (0.485, 0.456, 0.406), IMAGENET_STDDEV_RGB
-    if channels == 3:
-        variance = [s**2 for s in stddev]
-    else:
-        mean = [sum(mean) / 3.0] * channels
-        variance = [sum(s**2 for s in stddev) / 3.0] * channels
-    count = layer.get_weights()[2]
-    layer.set_weights([np.asarray(mean, "float32"), np.asarray(variance, "float32"), count])
+    return _common.load_model_weights(
+        model, weights, spec, weights_file, include_top, constructor_2d
+    )
 
 
 def block(
@@ -262,7 +243,7 @@ def _variant(variant):
 
     def constructor(
         include_top=True,
-        weights="imagenet",
+        weights=None,
         input_tensor=None,
         input_shape=None,
         pooling=None,
@@ -293,18 +274,20 @@ BASE_DOCSTRING = """Instantiate the 3D {name} architecture.
         include_top: whether to include global average pooling, dropout and the dense
             classifier.
         weights: ``None`` (random), ``"imagenet"`` (the 2D {name} ImageNet weights
-            inflated to 3D) or the path of a weights file.
+            inflated to 3D, cached; with the top the input needs 3 channels), a
+            registry name or the path of a weights file.
         input_tensor: optional Keras tensor to use as the model input.
         input_shape: ``(x, y, z, channels)``, every spatial size at least 32. Defaults to
-            ``(160, 192, 160, 1)`` with the top and ``(None, None, None, 1)`` without.
+            ``(160, 192, 160, 1)``.
             (The 2D model's default image size is {size}.)
         pooling: without the top: ``None`` (5D map), ``"avg"`` or ``"max"``.
         classes: number of classes of the top.
         classifier_activation: activation of the top (``None`` for logits).
         name: model name.
-        remat: rematerialisation of activations in the backward pass (saves memory on
-            full-size volumes at the cost of recomputation): ``None``, ``True``/``"full"``,
-            ``"larger_than"``, ``"activations"``.
+        remat: rematerialisation (gradient checkpointing: activations recomputed in the
+            backward pass, less memory on full-size volumes for about one more forward
+            pass of compute): ``None``, ``True``/``"full"``, ``"activations"`` or a
+            ``keras.RematScope`` (see ``_common.remat_scope``).
 
     The model includes its input scaling and expects intensities in ``[0, 255]``.
 

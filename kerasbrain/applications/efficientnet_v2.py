@@ -234,18 +234,13 @@ def EfficientNetV2(
     preprocessing_kind = "imagenet" if "-b" in str(blocks_args) else "tf"
     if isinstance(blocks_args, str):
         blocks_args = DEFAULT_BLOCKS_ARGS[blocks_args]
-    _common.check_weights_args(family, weights, include_top, classes)
     if weights == "imagenet" and constructor_2d is None:
-        raise ValueError(f"{family}: weights='imagenet' needs one of the EfficientNetV2 variants.")
+        raise ValueError(f"{family}: weights='imagenet' needs one of the named variants.")
+    spec, weights_file = _common.resolve_weights(weights, architecture=family)
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(input_tensor.shape[1:])
-    input_shape = _common.obtain_input_shape(
-        input_shape,
-        DEFAULT_INPUT_SHAPE if include_top else (None, None, None, 1),
-        MIN_SIZE,
-        include_top,
-        name=family,
-    )
+    input_shape = _common.volume_shape(input_shape, MIN_SIZE, include_top, family)
+    _common.check_weights_args(weights, include_top, classes, input_shape, family)
     channels = input_shape[-1]
 
     def filters_of(n):
@@ -317,11 +312,14 @@ def EfficientNetV2(
             x = _common.global_pool(x, pooling, name="")
 
     model = keras.Model(_common.model_inputs_for(input_tensor, img_input), x, name=name)
-    _common.load_weights(
-        model, weights, constructor_2d,
-        include_top=include_top, include_preprocessing=include_preprocessing,
+    if include_preprocessing is not True:
+        constructor_2d = _common.named_constructor(
+            constructor_2d, f"{constructor_2d.__name__}_nopreprocessing",
+            include_preprocessing=include_preprocessing,
+        )
+    return _common.load_model_weights(
+        model, weights, spec, weights_file, include_top, constructor_2d
     )
-    return model
 
 
 def _variant(suffix):
@@ -330,7 +328,7 @@ def _variant(suffix):
 
     def constructor(
         include_top=True,
-        weights="imagenet",
+        weights=None,
         input_tensor=None,
         input_shape=None,
         pooling=None,
@@ -361,19 +359,21 @@ BASE_DOCSTRING = """Instantiate the 3D {name} architecture.
         include_top: whether to include global average pooling, dropout and the dense
             classifier.
         weights: ``None`` (random), ``"imagenet"`` (the 2D {name} ImageNet weights
-            inflated to 3D) or the path of a weights file.
+            inflated to 3D, cached; with the top the input needs 3 channels), a
+            registry name or the path of a weights file.
         input_tensor: optional Keras tensor to use as the model input.
         input_shape: ``(x, y, z, channels)``, every spatial size at least 32. Defaults to
-            ``(160, 192, 160, 1)`` with the top and ``(None, None, None, 1)`` without.
+            ``(160, 192, 160, 1)``.
             (The 2D model's default image size is {size}.)
         pooling: without the top: ``None`` (5D map), ``"avg"`` or ``"max"``.
         classes: number of classes of the top.
         classifier_activation: activation of the top (``None`` for logits).
         include_preprocessing: whether the model scales its inputs (``[0, 255]`` in).
         name: model name.
-        remat: rematerialisation of activations in the backward pass (saves memory on
-            full-size volumes at the cost of recomputation): ``None``, ``True``/``"full"``,
-            ``"larger_than"``, ``"activations"``.
+        remat: rematerialisation (gradient checkpointing: activations recomputed in the
+            backward pass, less memory on full-size volumes for about one more forward
+            pass of compute): ``None``, ``True``/``"full"``, ``"activations"`` or a
+            ``keras.RematScope`` (see ``_common.remat_scope``).
 
     Returns:
         A ``keras.Model``: ``(batch, classes)`` with the top, else the map

@@ -11,7 +11,11 @@ Rules, for a 2D model and a 3D model built from the same layers:
   the z borders; ``mode="centre"`` puts the 2D kernel in the central depth slice and
   zeros elsewhere (each depth slice then sees the 2D model exactly, borders included);
 - depthwise kernels ``(kh, kw, channels, multiplier)`` become
-  ``(kh, kw, kd, channels, multiplier)`` the same way;
+  ``(kh, kw, kd, channels, multiplier)`` the same way; a grouped ``Conv2D(groups=C)``
+  kernel ``(kh, kw, 1, C)`` meeting a depthwise 3D kernel ``(kh, kw, kd, C, 1)`` is read
+  in depthwise layout first;
+- a ``Normalization`` layer's RGB statistics ``(3,)`` meeting a volume of ``c != 3``
+  channels give each channel their mean;
 - the first convolution's RGB kernels ``(..., 3, cout)`` meet a volume of ``c`` channels:
   they are summed over R, G, B and the sum is spread evenly, ``sum / c`` for each of the
   ``c`` channels, so a volume whose channels are equal grey copies sees the summed (grey)
@@ -72,6 +76,16 @@ def _inflate_tensor(value, shape, layer_2d, layer_3d, first_conv, mode):
     where = f"layer {layer_2d.name!r} -> {layer_3d.name!r}"
     if value.shape == tuple(shape):
         return value
+    if value.shape == (3,) and len(shape) == 1 and type(layer_2d).__name__ == "Normalization":
+        # RGB input statistics for a volume of shape[0] channels: their mean per channel.
+        return np.full(shape, value.mean(), dtype=value.dtype)
+    if (
+        value.ndim == 4 and len(shape) == 5 and value.shape[2] == 1 and shape[4] == 1
+        and value.shape[3] == shape[3] and shape[3] > 1
+    ):
+        # A grouped Conv2D(groups=C) kernel (kh, kw, 1, C) onto a DepthwiseConv3D kernel
+        # (kh, kw, kd, C, 1): the same per-channel filters in depthwise layout.
+        value = value.reshape(value.shape[:2] + (value.shape[3], 1))
     if value.ndim != 4 or len(shape) != 5 or value.shape[:2] != tuple(shape[:2]):
         raise ValueError(
             f"inflate: {where}: cannot map a 2D tensor of shape {value.shape} onto shape "

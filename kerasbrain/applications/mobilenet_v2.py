@@ -11,7 +11,6 @@ ImageNet weights layer by layer. Inputs are channels-last volumes ``(x, y, z, ch
 """
 
 import keras
-import numpy as np
 
 from kerasbrain.applications import _common
 from kerasbrain.layers import DepthwiseConv3D
@@ -25,7 +24,7 @@ def MobileNetV2(
     input_shape=None,
     alpha=1.0,
     include_top=True,
-    weights="imagenet",
+    weights=None,
     input_tensor=None,
     pooling=None,
     classes=1000,
@@ -38,39 +37,36 @@ def MobileNetV2(
 
     Args:
         input_shape: ``(x, y, z, channels)``, every spatial size at least 32. Defaults to
-            ``(160, 192, 160, 1)`` with the top and ``(None, None, None, 1)`` without.
+            ``(160, 192, 160, 1)``.
         alpha: width multiplier (ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3, 1.4).
         include_top: whether to include global average pooling and the dense classifier.
         weights: ``None`` (random), ``"imagenet"`` (the 2D ImageNet weights for this
-            ``alpha`` inflated to 3D) or the path of a weights file.
+            ``alpha`` inflated to 3D, cached; with the top the input needs 3 channels), a
+            registry name or the path of a weights file.
         input_tensor: optional Keras tensor to use as the model input.
         pooling: without the top: ``None`` (5D map), ``"avg"`` or ``"max"``.
         classes: number of classes of the top.
         classifier_activation: activation of the top (``None`` for logits).
         name: model name, default ``"mobilenetv2_{alpha:0.2f}"``.
-        remat: rematerialisation of activations in the backward pass (saves memory on
-            full-size volumes at the cost of recomputation): ``None``, ``True``/``"full"``,
-            ``"larger_than"``, ``"activations"``.
+        remat: rematerialisation (gradient checkpointing: activations recomputed in the
+            backward pass, less memory on full-size volumes for about one more forward
+            pass of compute): ``None``, ``True``/``"full"``, ``"activations"`` or a
+            ``keras.RematScope`` (see ``_common.remat_scope``).
 
     Returns:
         A ``keras.Model``: ``(batch, classes)`` with the top, else
         ``(batch, x/32, y/32, z/32, 1280)`` or pooled ``(batch, 1280)`` (1280 grows with
         ``alpha > 1``).
     """
-    _common.check_weights_args("MobileNetV2", weights, include_top, classes)
     if weights == "imagenet" and alpha not in IMAGENET_ALPHAS:
         raise ValueError(
             f"MobileNetV2: ImageNet weights exist for alpha in {IMAGENET_ALPHAS}; got alpha={alpha}."
         )
+    spec, weights_file = _common.resolve_weights(weights, architecture="mobilenet_v2")
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(input_tensor.shape[1:])
-    input_shape = _common.obtain_input_shape(
-        input_shape,
-        DEFAULT_INPUT_SHAPE if include_top else (None, None, None, 1),
-        MIN_SIZE,
-        include_top,
-        name="MobileNetV2",
-    )
+    input_shape = _common.volume_shape(input_shape, MIN_SIZE, include_top, "MobileNetV2")
+    _common.check_weights_args(weights, include_top, classes, input_shape, "MobileNetV2")
     if name is None:
         name = f"mobilenetv2_{alpha:0.2f}"
 
@@ -108,10 +104,12 @@ def MobileNetV2(
             x = _common.global_pool(x, pooling, name="")
 
     model = keras.Model(_common.model_inputs_for(input_tensor, img_input), x, name=name)
-    _common.load_weights(
-        model, weights, keras.applications.MobileNetV2, alpha=alpha, include_top=include_top
+    constructor_2d = _common.named_constructor(
+        keras.applications.MobileNetV2, f"MobileNetV2_alpha{alpha:0.2f}", alpha=alpha
     )
-    return model
+    return _common.load_model_weights(
+        model, weights, spec, weights_file, include_top, constructor_2d
+    )
 
 
 def _inverted_res_block(inputs, expansion, stride, alpha, filters, block_id):
@@ -168,25 +166,19 @@ def _make_divisible(v, divisor, min_value=None):
 
 
 def preprocess_input(x, data_format=None):
-    """Scale intensities from ``[0, 255]`` to ``[-1, 1]`` (``x / 127.5 - 1``), as the 2D model.
+    """Intensities in ``[0, 255]`` scaled to ``[-1, 1]`` (``x / 127.5 - 1``), as the 2D model.
 
     Args:
-        x: volume(s) ``(..., x, y, z, channels)`` as a NumPy array or tensor, intensities
-            already mapped to ``[0, 255]`` (e.g. by ``kerasbrain.data.Preprocessor``).
-        data_format: accepted for ``keras.applications`` compatibility; volumes are
-            channels-last.
+        x: volume(s) ``(..., x, y, z, channels)``, intensities already mapped to
+            ``[0, 255]`` (e.g. ``255 * x / x.max()``).
+        data_format: accepted for ``keras.applications`` compatibility (channels-last).
 
     Returns:
-        Same type and shape, float.
+        float32 array of the same shape.
     """
-    if isinstance(x, (list, tuple)) or hasattr(x, "__array_interface__"):
-        return np.asarray(x, dtype="float32") / 127.5 - 1.0
-    return keras.ops.cast(x, "float32") / 127.5 - 1.0
+    return _common.imagenet_preprocess(x, "tf")
 
 
 def decode_predictions(preds, top=5):
-    """ImageNet decoding of a 1000-class top (``keras.applications`` semantics).
-
-    Only meaningful for the ImageNet top; a head fine-tuned on MRI labels has its own.
-    """
-    return keras.applications.mobilenet_v2.decode_predictions(preds, top=top)
+    """Top-``top`` ImageNet classes of a 1000-class ImageNet head (keras' decoding)."""
+    return _common.imagenet_decode(preds, top=top)
