@@ -200,12 +200,12 @@ def test_cv_tuner_grouped_folds_and_overridden_space(tmp_path):
     hp.Float("learning_rate", 0.01, 0.02)
     hypermodel = RecordingHyperModel()
     tuner = tuning.CVTuner(
-        hypermodel, "random", objective="val_accuracy", max_trials=2, folds=3,
+        hypermodel, "random", objective="val_accuracy", max_trials=2, folds=2,
         hyperparameters=hp, directory=tmp_path, project_name="grouped",
     )  # fmt: skip
     hypermodel.fits.clear()
     tuner.search(x, y, groups=groups, epochs=1, batch_size=10, verbose=0)
-    assert len(hypermodel.fits) == 6
+    assert len(hypermodel.fits) == 4
     for fit in hypermodel.fits:
         assert not set(groups[fit["train"]]) & set(groups[fit["val"]])
     table = tuner.results_table()
