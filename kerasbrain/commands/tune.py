@@ -85,7 +85,7 @@ def run(args):
         hyperparameters=config_lib.search_space(config.get("search_space")),
         directory=output,
         project_name="search",
-        overwrite=args.overwrite,
+        overwrite=args.overwrite and not tuning.is_distributed_worker(),
     )
     fit_kwargs = dict(epochs=epochs, batch_size=int(config.get("batch_size", 4)), verbose=args.verbose)
     tuner.search(x, y, groups=groups, **fit_kwargs)

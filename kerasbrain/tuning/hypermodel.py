@@ -107,13 +107,15 @@ class FineTuningHyperModel(kt.HyperModel):
         return None
 
     def objectives(self):
-        """Every metric a model of this space reports, validation ones included."""
+        """Every metric a model of this space reports, validation ones included:
+        ``<task>_loss``, ``<task>_<metric>`` and ``loss`` (with one task, also the
+        unprefixed names Keras gives a single output)."""
         names = ["loss"]
         for task in self.tasks:
             names.append(f"{task.name}_loss")
             names.extend(f"{task.name}_{metric.name}" for metric in task.metrics())
-        if len(self.tasks) == 1:  # Keras drops the prefix of a single output's loss
-            names.append(f"{self.tasks[0].name}_loss")
+        if len(self.tasks) == 1:
+            names.extend(metric.name for metric in self.tasks[0].metrics())
         return sorted(set(names) | {f"val_{name}" for name in names})
 
     # ------------------------------------------------------------------------------
