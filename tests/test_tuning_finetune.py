@@ -116,6 +116,11 @@ def test_space_overrides_and_strategies(tmp_path):
     full = hypermodel.build(tuning.fixed_hyperparameters({"strategy": "full"}))
     counts = [len(m.trainable_weights) for m in (frozen, partial, full)]
     assert counts[0] < counts[1] < counts[2]
+    two_phase = tuning.fixed_hyperparameters({"strategy": "two_phase", "head_learning_rate": 0.01})
+    assert hypermodel.build(two_phase).two_phase["head_learning_rate"] == 0.01
+    exported = tuning.finetune_config({"backbone": "SFCN"}, hypermodel, two_phase)
+    assert exported["strategy"] == "full" and exported["two_phase"] is True
+    assert exported["head_learning_rate"] == 0.01
     # the backbone is copied: building never changes the given backbone's weights
     backbone = _backbone()
     before = [w.copy() for w in backbone.get_weights()]
