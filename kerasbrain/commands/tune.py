@@ -43,7 +43,10 @@ def add_parser(subparsers):
     parser = subparsers.add_parser(
         "tune",
         help="cross-validated hyperparameter search over fine-tuning settings (KerasTuner)",
-        description=__doc__.split("\n\n")[0] + "\n\nExample config:\n\n" + EXAMPLE,
+        description="Cross-validated hyperparameter search over fine-tuning settings, with "
+        "KerasTuner. Writes results.csv, best_hyperparameters.json, best_config.yaml (for "
+        "kerasbrain finetune) and best_model.keras to the output folder.\n\nExample config:\n\n"
+        + EXAMPLE,
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", help="YAML or JSON config (see the example above)")
