@@ -134,6 +134,7 @@ class RecordingHyperModel(kt.HyperModel):
                 "train": x[:, 0].astype(int),
                 "val": validation_data[0][:, 0].astype(int),
                 "history": history.history,
+                "hp": dict(hp.values),
             }
         )
         return history
@@ -199,12 +200,12 @@ def test_cv_tuner_grouped_folds_and_overridden_space(tmp_path):
     hp.Float("learning_rate", 0.01, 0.02)
     hypermodel = RecordingHyperModel()
     tuner = tuning.CVTuner(
-        hypermodel, "random", objective="val_accuracy", max_trials=2, folds=3,
+        hypermodel, "random", objective="val_accuracy", max_trials=2, folds=2,
         hyperparameters=hp, directory=tmp_path, project_name="grouped",
     )  # fmt: skip
     hypermodel.fits.clear()
     tuner.search(x, y, groups=groups, epochs=1, batch_size=10, verbose=0)
-    assert len(hypermodel.fits) == 6
+    assert len(hypermodel.fits) == 4
     for fit in hypermodel.fits:
         assert not set(groups[fit["train"]]) & set(groups[fit["val"]])
     table = tuner.results_table()
@@ -241,8 +242,9 @@ def test_cv_tuner_with_each_oracle(tmp_path, oracle):
     x, y = _data(12)
     hp = kt.HyperParameters()
     hp.Choice("learning_rate", [0.01, 0.05])  # a small grid for grid search
+    hypermodel = RecordingHyperModel()
     tuner = tuning.CVTuner(
-        RecordingHyperModel(), oracle, objective="val_loss", max_trials=2, folds=2,
+        hypermodel, oracle, objective="val_loss", max_trials=2, folds=2,
         max_epochs=2, factor=2, hyperparameters=hp, tune_new_entries=False,
         directory=tmp_path,
     )  # fmt: skip
@@ -250,6 +252,11 @@ def test_cv_tuner_with_each_oracle(tmp_path, oracle):
     table = tuner.results_table()
     assert len(table) >= 2 and (table["status"] == "COMPLETED").all()
     assert set(table["learning_rate"]) <= {0.01, 0.05}
+    assert len(hypermodel.fits) == 2 * len(table)
+    for fit in hypermodel.fits:  # Hyperband sets each trial's epochs
+        assert len(fit["history"]["loss"]) == fit["hp"].get("tuner/epochs", 1)
+    if oracle == "hyperband":
+        assert {fit["hp"]["tuner/epochs"] for fit in hypermodel.fits} == {1, 2}
 
 
 # ---------------------------------------------------------------------------------------

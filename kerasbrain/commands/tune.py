@@ -43,7 +43,10 @@ def add_parser(subparsers):
     parser = subparsers.add_parser(
         "tune",
         help="cross-validated hyperparameter search over fine-tuning settings (KerasTuner)",
-        description=__doc__.split("\n\n")[0] + "\n\nExample config:\n\n" + EXAMPLE,
+        description="Cross-validated hyperparameter search over fine-tuning settings, with "
+        "KerasTuner. Writes results.csv, best_hyperparameters.json, best_config.yaml (for "
+        "kerasbrain finetune) and best_model.keras to the output folder.\n\nExample config:\n\n"
+        + EXAMPLE,
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", help="YAML or JSON config (see the example above)")
@@ -85,7 +88,7 @@ def run(args):
         hyperparameters=config_lib.search_space(config.get("search_space")),
         directory=output,
         project_name="search",
-        overwrite=args.overwrite,
+        overwrite=args.overwrite and not tuning.is_distributed_worker(),
     )
     fit_kwargs = dict(epochs=epochs, batch_size=int(config.get("batch_size", 4)), verbose=args.verbose)
     tuner.search(x, y, groups=groups, **fit_kwargs)

@@ -143,7 +143,8 @@ def finetune_config(config, hypermodel, hyperparameters, epochs=None):
     """The ``kerasbrain finetune`` config for the trial ``hyperparameters``.
 
     The tune config without its search keys, with the chosen settings as top-level
-    keys, ``hyperparameters`` (the raw KerasTuner values, enough to rebuild the same
+    keys named as ``kerasbrain.transfer.finetune``'s arguments (``two_phase`` becomes
+    ``strategy: full`` with ``two_phase: true``), ``hyperparameters`` (the raw KerasTuner values, enough to rebuild the same
     model) and ``epochs``.
     """
     settings = hypermodel.settings(hyperparameters)
@@ -152,6 +153,9 @@ def finetune_config(config, hypermodel, hyperparameters, epochs=None):
     for key in SETTINGS:
         if key in settings:
             exported[key] = settings[key]
+    if exported.get("strategy") == "two_phase":  # as kerasbrain.transfer.finetune takes it
+        exported["strategy"] = "full"
+        exported["two_phase"] = True
     if epochs is not None:
         exported["epochs"] = int(epochs)
     exported["hyperparameters"] = {

@@ -10,6 +10,7 @@ Any KerasTuner oracle drives it (random search, Bayesian optimisation, Hyperband
 search), in one process or through KerasTuner's chief/worker protocol.
 """
 
+import gc
 import json
 import os
 import time
@@ -190,8 +191,9 @@ class CVTuner(kt.Tuner):
         callbacks = fit_kwargs.pop("callbacks", None) or []
         sample_weight = fit_kwargs.pop("sample_weight", None)
         scores, best_epochs = [], []
+        gc.collect()  # once per trial: k models are built below
         for k, (train, val) in enumerate(self.fold_indices):
-            model = self._try_build(hp)
+            model = self._build_fold_model(hp)
             fold_callbacks = self._deepcopy_callbacks(callbacks)
             for callback in fold_callbacks:
                 if isinstance(callback, keras.callbacks.TensorBoard):
@@ -220,6 +222,16 @@ class CVTuner(kt.Tuner):
             scores.append(float(values[best]))
             best_epochs.append(best + 1)
         return results_lib.trial_metrics(name, scores, best_epochs)
+
+    def _build_fold_model(self, hp):
+        """``Tuner._try_build`` without its per-model garbage collection."""
+        keras.backend.clear_session(free_memory=False)
+        model = self._build_hypermodel(hp)
+        if not isinstance(model, keras.Model):
+            raise kt.errors.FatalTypeError(
+                f"The hypermodel must build a keras.Model, got {type(model).__name__}."
+            )
+        return model
 
     def _stratify_labels(self, y, n):
         choice = self.stratify
@@ -290,7 +302,7 @@ class CVTuner(kt.Tuner):
             hyperparameters = best[0].hyperparameters
             if epochs is None:
                 epochs = self.best_epochs(best[0])
-        model = self._try_build(hyperparameters)
+        model = self._build_fold_model(hyperparameters)
         fit_kwargs["epochs"] = epochs or fit_kwargs.get("epochs", 1)
         self.hypermodel.fit(hyperparameters, model, x, y, **fit_kwargs)
         return model

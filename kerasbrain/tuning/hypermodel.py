@@ -107,13 +107,15 @@ class FineTuningHyperModel(kt.HyperModel):
         return None
 
     def objectives(self):
-        """Every metric a model of this space reports, validation ones included."""
+        """Every metric a model of this space reports, validation ones included:
+        ``<task>_loss``, ``<task>_<metric>`` and ``loss`` (with one task, also the
+        unprefixed names Keras gives a single output)."""
         names = ["loss"]
         for task in self.tasks:
             names.append(f"{task.name}_loss")
             names.extend(f"{task.name}_{metric.name}" for metric in task.metrics())
-        if len(self.tasks) == 1:  # Keras drops the prefix of a single output's loss
-            names.append(f"{self.tasks[0].name}_loss")
+        if len(self.tasks) == 1:
+            names.extend(metric.name for metric in self.tasks[0].metrics())
         return sorted(set(names) | {f"val_{name}" for name in names})
 
     # ------------------------------------------------------------------------------
@@ -187,15 +189,32 @@ class FineTuningHyperModel(kt.HyperModel):
         return transfer.finetune(backbone, copy.deepcopy(self.tasks), **kwargs)
 
     def fit(self, hp, model, x, y=None, *, batch_size=None, augment=True, **kwargs):
-        """``model.fit``, with the training volumes augmented at the trial's strength."""
+        """``model.fit``, with the training volumes augmented at the trial's strength.
+
+        The History names metrics ``<task>_<metric>`` even for a single task (where
+        Keras leaves out the output name), so objectives read the same either way.
+        """
         strength = hp.values.get("augmentation") if self.augment and augment else None
         if strength is None or y is None:
-            return model.fit(x, y, batch_size=batch_size, **kwargs)
-        dataset = _augmented_dataset(
-            x, y, kwargs.pop("sample_weight", None), strength, batch_size or 32, self.seed
-        )
-        kwargs.pop("shuffle", None)
-        return model.fit(dataset, **kwargs)
+            history = model.fit(x, y, batch_size=batch_size, **kwargs)
+        else:
+            dataset = _augmented_dataset(
+                x, y, kwargs.pop("sample_weight", None), strength, batch_size or 32, self.seed
+            )
+            kwargs["shuffle"] = False  # the dataset shuffles
+            history = model.fit(dataset, **kwargs)
+        if len(self.tasks) == 1:
+            _prefix_history(history, self.tasks[0].name)
+        return history
+
+
+def _prefix_history(history, task):
+    """Add ``<task>_<metric>`` aliases of a single-output model's unprefixed metrics."""
+    for key in list(history.history):
+        prefix, base = ("val_", key[4:]) if key.startswith("val_") else ("", key)
+        alias = f"{prefix}{task}_{base}"
+        if not base.startswith(f"{task}_") and alias not in history.history:
+            history.history[alias] = history.history[key]
 
 
 # ----------------------------------------------------------------------------------
@@ -229,14 +248,7 @@ def _resolve(spec):
 
         return make
     if isinstance(spec, keras.Model):
-        weights = [np.array(w) for w in spec.get_weights()]
-
-        def copy_model(hypermodel):
-            clone = keras.models.clone_model(spec)
-            clone.set_weights(weights)
-            return clone
-
-        return copy_model
+        return lambda hypermodel: spec  # kerasbrain.transfer.finetune copies it
     if callable(spec):
         return lambda hypermodel: spec()
     raise TypeError(
