@@ -22,7 +22,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _shared.add_data_arguments(parser, default_n=400)
     parser.add_argument("--tasks", nargs="+", metavar="NAME:KIND[:OPTION]",
-                        default=["age:regression", "sex:binary:M", "brain_volume_ml:regression"],
+                        default=["age:regression", "sex:binary:M", "ventricle_volume_ml:regression"],
                         help="tasks: regression, binary[:POSITIVE], categorical[:N]")
     parser.add_argument("--filters", type=int, nargs=6, default=(8, 16, 32, 32, 32, 32),
                         help="SFCN widths (published: 32 64 128 256 256 64)")

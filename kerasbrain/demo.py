@@ -3,7 +3,7 @@
 1. generate a large multi-site cohort and a small cohort from an unseen site
    (`kerasbrain.datasets.synthetic`: synthetic images with known effects);
 2. pretrain a multi-task SFCN (reduced width and resolution) on the large cohort
-   (age, sex and brain volume, with a share of every label missing);
+   (age, sex and ventricle volume, with a share of every label missing);
 3. run a learning curve on the small cohort's disease label: training sizes x
    resamples x strategies (scratch, frozen, full fine-tuning, linear on features),
    each evaluated on one fixed held-out set;
@@ -58,6 +58,7 @@ class DemoConfig:
     finetune_epochs: int = 25
     batch_size: int = 16
     learning_rate: float = 3e-3
+    strategies: tuple = STRATEGIES
     seed: int = 0
 
     @classmethod
@@ -68,9 +69,10 @@ class DemoConfig:
 
     @classmethod
     def tiny(cls):
-        """Seconds: for tests."""
-        return cls(n_pretrain=96, n_small=72, n_test=40, sizes=(8, 16, 32), resamples=3,
-                   filters=(4, 4, 8, 8, 8, 8), pretrain_epochs=4, finetune_epochs=8, batch_size=8)
+        """Seconds: for tests (one training size; scratch, frozen and linear only)."""
+        return cls(n_pretrain=128, n_small=64, n_test=40, sizes=(12,), resamples=3,
+                   strategies=("scratch", "frozen", "linear"), filters=(4, 8, 8, 8, 8, 8),
+                   pretrain_epochs=5, finetune_epochs=6, batch_size=8)
 
 
 @dataclasses.dataclass
@@ -119,7 +121,7 @@ def pretraining_tasks():
     return [
         tasks.Regression("age", standardize=True),
         tasks.Binary("sex", positive="M"),
-        tasks.Regression("brain_volume_ml", standardize=True),
+        tasks.Regression("ventricle_volume_ml", standardize=True),
     ]
 
 
@@ -136,7 +138,7 @@ def pretrain(x, table, config, log=print):
 
     rng = np.random.default_rng(config.seed)
     labels = table.copy()
-    for column in ("age", "sex", "brain_volume_ml"):
+    for column in ("age", "sex", "ventricle_volume_ml"):
         labels[column] = labels[column].astype(object)
         labels.loc[rng.random(len(labels)) < config.missing, column] = None
     keras.utils.set_random_seed(config.seed)
@@ -177,7 +179,7 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
     inference.save_model(model, files["model"], preprocessor(config), volumes=x_large[:64, ..., 0],
                          output_ranges={"age": (20.0, 90.0)}, brain_age_task="age",
                          description="kerasbrain demo: multi-task SFCN pretrained on synthetic "
-                                     "volumes (age, sex, brain volume); not for real data")
+                                     "volumes (age, sex, ventricle volume); not for real data")
     step(f"saved {files['model']} (+ pretrained.json with its preprocessing)")
 
     predicted = model.predict(x_small, verbose=0)["age"][:, 0]
@@ -191,7 +193,7 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
          f"r {pretrain_metrics['unseen_site_age_r']:.2f}")
 
     step(f"learning curve on the unseen site's disease label: sizes {list(config.sizes)}, "
-         f"{config.resamples} resamples, strategies {list(STRATEGIES)}")
+         f"{config.resamples} resamples, strategies {list(config.strategies)}")
     curve_dir = os.path.join(out_dir, "learning_curve")
     shutil.rmtree(os.path.join(curve_dir, "cells"), ignore_errors=True)  # never reuse old cells
     pool, test = np.arange(config.n_test, len(small)), np.arange(config.n_test)
@@ -200,9 +202,9 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
         [tasks.Binary("disease")],
         sizes=config.sizes,
         resamples=config.resamples,
-        strategies=STRATEGIES,
+        strategies=config.strategies,
         test=(x_small[test], small.iloc[test].reset_index(drop=True)),
-        backbone=model,
+        backbone=transfer.heads.split(model)[0],  # the pretrained trunk; strategies add new heads
         epochs=config.finetune_epochs,
         batch_size=config.batch_size,
         out_dir=curve_dir,
