@@ -47,7 +47,7 @@ def read_all(folder, **kwargs):
     out = {}
     for x, y, w, ids in tfrecord_dataset(folder, with_ids=True, **kwargs):
         for b, id_ in enumerate(ids.numpy()):
-            out[id_.decode()] = (x[b].numpy(), {k: v[b].numpy() for k, v in y.items()},
+            out[id_.decode()] = (x[b].numpy(), {k: v[b, 0].numpy() for k, v in y.items()},
                                  {k: v[b].numpy() for k, v in w.items()})
     return out
 
@@ -226,9 +226,9 @@ def test_volume_dataset_reads_images_directly(tmp_path):
     ds = volume_dataset(paths, labels={"age": [30, None, 50], "sex": ["F", "M", ""]}, batch_size=3)
     x, y, w = next(iter(ds))
     np.testing.assert_allclose(x[1, ..., 0], arrays["sub-01"])
-    np.testing.assert_array_equal(y["age"], [30, 0, 50])
+    np.testing.assert_array_equal(y["age"], [[30], [0], [50]])
     np.testing.assert_array_equal(w["age"], [1, 0, 1])
-    np.testing.assert_array_equal(y["sex"], [0, 1, 0])
+    np.testing.assert_array_equal(y["sex"], [[0], [1], [0]])
     np.testing.assert_array_equal(w["sex"], [1, 1, 0])
 
 

@@ -168,17 +168,21 @@ def test_pyment_h5_round_trip(tmp_path):
 
 
 def test_pyment_h5_mismatch_names_the_tensor(tmp_path):
-    source = SFCN(weights=None, head="regression", filters=(4, 6, 9, 8, 6, 5),
-                  input_shape=INPUT_SHAPE)
-    path = tmp_path / "reg.h5"
-    write_layers(path, _pyment_layers(source, "sfcn-reg"))
     model = SFCN(weights=None, head="regression", **TINY)
+    layers = _pyment_layers(model, "sfcn-reg")
+    name, weights = layers[7]  # block-2 conv: one output channel too many
+    assert name == "sfcn-reg_block-2_conv"
+    kernel, bias = weights[0][1], weights[1][1]
+    layers[7] = (name, [(weights[0][0], np.concatenate([kernel, kernel[..., :1]], -1)),
+                        (weights[1][0], np.concatenate([bias, bias[:1]]))])
+    path = tmp_path / "reg.h5"
+    write_layers(path, layers)
     before = [w.copy() for w in model.get_weights()]
     with pytest.raises(ValueError, match=r"'sfcn-reg_block-2_conv/kernel:0' has shape"):
         load_weights(model, str(path))
     for old, new in zip(before, model.get_weights(), strict=True):  # nothing half-loaded
         np.testing.assert_array_equal(old, new)
-    layers = _pyment_layers(source, "sfcn-reg")
+    layers = _pyment_layers(model, "sfcn-reg")
     layers[1], layers[2] = layers[2], layers[1]  # BN where the first conv should be
     write_layers(path, layers)
     with pytest.raises(ValueError, match="'sfcn-reg_block-0_norm'.*does not look like a conv"):

@@ -1,5 +1,6 @@
 """Checks shared by every 3D application: input shapes, weights arguments, pooling."""
 
+import contextlib
 import os
 
 import keras
@@ -71,6 +72,75 @@ def global_pool(x, pooling, name):
     if pooling == "max":
         return keras.layers.GlobalMaxPooling3D(name=f"{name}max_pool")(x)
     raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
+
+
+def correct_pad(inputs, kernel_size):
+    """Zero padding ``((x0, x1), (y0, y1), (z0, z1))`` before a stride-2 'valid' conv.
+
+    The 3D form of ``keras.applications.imagenet_utils.correct_pad``: pads
+    ``kernel_size // 2`` on the far side and one less on the near side of even axes.
+    """
+    if isinstance(kernel_size, int):
+        kernel_size = (kernel_size,) * 3
+    pads = []
+    for size, k in zip(inputs.shape[1:4], kernel_size):
+        adjust = 1 if size is None else 1 - size % 2
+        pads.append((k // 2 - adjust, k // 2))
+    return tuple(pads)
+
+
+REMAT_MODES = (None, False, True, "full", "larger_than", "activations")
+
+
+def remat_scope(remat):
+    """A ``keras.RematScope`` for the layers built inside it (``None``/False: none).
+
+    ``True`` or ``"full"`` recompute every layer's activations in the backward pass;
+    ``"larger_than"`` only layers with outputs above 1024 values per sample;
+    ``"activations"`` only activation functions. Rematerialisation is a construction-time
+    setting: a model loaded from a ``.keras`` file runs without it.
+    """
+    if remat not in REMAT_MODES:
+        raise ValueError(f"remat must be one of {REMAT_MODES}, got {remat!r}.")
+    if not remat:
+        return contextlib.nullcontext()
+    return keras.RematScope(mode="full" if remat is True else remat)
+
+
+def check_weights_args(family, weights, include_top, classes, imagenet_classes=1000):
+    """Validate ``weights`` (None, "imagenet" or an existing file) and ``classes``."""
+    if weights is None or weights == "imagenet":
+        if weights == "imagenet" and include_top and classes != imagenet_classes:
+            raise ValueError(
+                f"{family}: weights='imagenet' with include_top=True has a "
+                f"{imagenet_classes}-class ImageNet head; got classes={classes}. Use "
+                "include_top=False (and put your own head on the features) for other classes."
+            )
+        return
+    if not (isinstance(weights, (str, os.PathLike)) and os.path.exists(weights)):
+        raise ValueError(
+            f"{family}: weights must be None (random), 'imagenet' (2D ImageNet weights "
+            f"inflated to 3D) or the path of an existing weights file; got {weights!r}."
+        )
+
+
+def load_weights(model, weights, constructor_2d, **kwargs_2d):
+    """Load ``weights`` into ``model``: "imagenet" inflates ``constructor_2d``'s weights.
+
+    Args:
+        model: the 3D model.
+        weights: None, "imagenet" or a weights file path.
+        constructor_2d: the ``keras.applications`` constructor of the 2D twin.
+        **kwargs_2d: arguments for ``constructor_2d`` (e.g. ``alpha``, ``include_top``).
+    """
+    if weights is None:
+        return
+    if weights == "imagenet":
+        from kerasbrain.applications import inflate
+
+        inflate.load_imagenet(model, constructor_2d, **kwargs_2d)
+    else:
+        model.load_weights(weights)
 
 
 def is_weights_path(weights):

@@ -231,7 +231,7 @@ def affine_resample(backend, x, matrix, offset, fill_value=0.0):
     Args:
         x: (batch, X, Y, Z, C). matrix: (batch, 3, 3). offset: (batch, 3).
         Points outside the volume take ``fill_value`` (as
-        ``scipy.ndimage.map_coordinates(order=1, mode="constant")``).
+        ``scipy.ndimage.map_coordinates(order=1, mode="grid-constant")``).
     """
     n = backend.numpy
     size = tuple(x.shape[1:4])

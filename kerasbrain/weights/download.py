@@ -15,8 +15,6 @@ import time
 import urllib.error
 import urllib.request
 
-import keras
-
 from kerasbrain.weights.registry import get_spec
 
 #: attempts per file and the first back-off delay (seconds, doubled after each failure)
@@ -122,7 +120,11 @@ def _fetch(file_spec, dest_dir, progress):
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
             total = resp.headers.get("Content-Length")
             total = int(total) if total and total.isdigit() else None
-            bar = keras.utils.Progbar(total, unit_name="B") if progress else None
+            bar = None
+            if progress:
+                import keras  # imported on use: `kerasbrain weights list` stays quick
+
+                bar = keras.utils.Progbar(total, unit_name="B")
             done = 0
             for chunk in iter(lambda: resp.read(CHUNK_BYTES), b""):
                 out.write(chunk)
