@@ -7,7 +7,8 @@ weights ``(out, in)`` become Dense kernels ``(in, out)``; BatchNorm3d gives
 ``(gamma, beta, moving_mean, moving_variance)``. The volume axes are the same in both.
 
 - MONAI ``DenseNet121/169/201(spatial_dims=3)`` (SynthBA): layer names in
-  ``kerasbrain.applications.densenet``'s docstring.
+  ``kerasbrain.applications.densenet``'s docstring (newer MONAI versions nest each dense
+  layer's tensors under ``.layers.``; both spellings are read).
 - MedicalNet / MONAI ``ResNet`` (``conv1``, ``bn1``, ``layer{i}.{j}.conv{k}``,
   ``downsample.{0,1}``, ``fc``): layer names in ``kerasbrain.applications.resnet``'s
   docstring. MedicalNet's segmentation head (``conv_seg.*``) has no counterpart in a
@@ -116,6 +117,8 @@ def from_monai_densenet(state, source="checkpoint", blocks=None):
     for i, n_layers in enumerate(found, start=1):
         for j in range(1, n_layers + 1):
             torch_name = f"features.denseblock{i}.denselayer{j}"
+            if f"{torch_name}.layers.norm1.weight" in state:  # MONAI >= 0.9 nests them
+                torch_name += ".layers"
             keras_name = f"conv{i + 1}_block{j}"
             out[f"{keras_name}_0_bn"] = take.bn(f"{torch_name}.norm1")
             out[f"{keras_name}_1_conv"] = take.conv(f"{torch_name}.conv1")

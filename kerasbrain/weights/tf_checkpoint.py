@@ -21,6 +21,7 @@ import re
 
 import numpy as np
 
+from kerasbrain.weights.registry import MULTITASK_OUTPUTS
 from kerasbrain.weights.sfcn_converters import N_BLOCKS
 
 DATA_SUFFIX = ".data-00000-of-00001"
@@ -32,8 +33,6 @@ _ORDER = {
     "dense": ("kernel", "bias"),
 }
 
-#: pyment v4 multi-task outputs, in the order of its heads
-MULTITASK_OUTPUTS = ("age", "sex", "handedness", "bmi", "fluid_intelligence", "neuroticism")
 
 
 def checkpoint_prefix(path):
@@ -54,6 +53,12 @@ def checkpoint_prefix(path):
                 f"{os.path.basename(path)}{DATA_SUFFIX}."
             )
     return path
+
+
+def has_checkpoint_file(path):
+    """True when the ``.index`` or the ``.data`` file of prefix ``path`` exists."""
+    path = os.fspath(path)
+    return any(os.path.isfile(path + suffix) for suffix in (INDEX_SUFFIX, DATA_SUFFIX))
 
 
 def is_tf_checkpoint(path):
@@ -120,15 +125,15 @@ def read_layers(path):
     return out
 
 
-def from_pyment_v4(layers, source="checkpoint", outputs=MULTITASK_OUTPUTS):
+def from_pyment_v4(layers, source="checkpoint", outputs=None):
     """Map pyment v4 SFCN checkpoint layers onto kerasbrain SFCN layer names.
 
     Args:
         layers: ``read_layers`` output.
         source: file name for error messages.
-        outputs: names of the ``Dense(1)`` heads in checkpoint order; six for the
-            multi-task model, ``("predictions",)`` for ``reg-2025``. Pass ``()`` to read
-            the trunk only.
+        outputs: names of the ``Dense(1)`` heads in checkpoint order. By default from
+            their number: six -> the multi-task outputs (``MULTITASK_OUTPUTS``), one ->
+            ``("predictions",)`` (``reg-2025``), none -> the trunk only.
 
     Returns:
         ``{keras_layer_name: [(variable_name, array), ...]}``.
@@ -136,11 +141,16 @@ def from_pyment_v4(layers, source="checkpoint", outputs=MULTITASK_OUTPUTS):
     Raises:
         ValueError: a layer count or kind that does not fit (names the variable).
     """
-    expected = 2 * N_BLOCKS + len(outputs)
-    if len(layers) not in (2 * N_BLOCKS, expected):
+    n_heads = len(layers) - 2 * N_BLOCKS
+    if outputs is None:
+        outputs = {len(MULTITASK_OUTPUTS): MULTITASK_OUTPUTS, 1: ("predictions",), 0: ()}.get(
+            n_heads, ()
+        )
+    if n_heads != len(outputs):
         raise ValueError(
             f"{source}: {len(layers)} layers with weights; pyment's SFCN has {2 * N_BLOCKS} "
-            f"trunk layers plus {len(outputs)} head(s) ({', '.join(outputs)})."
+            f"trunk layers (Conv3D and BatchNormalization x {N_BLOCKS}) plus 1 or "
+            f"{len(MULTITASK_OUTPUTS)} Dense(1) heads."
         )
     out = collections.OrderedDict()
     for i in range(N_BLOCKS):
@@ -152,7 +162,7 @@ def from_pyment_v4(layers, source="checkpoint", outputs=MULTITASK_OUTPUTS):
             raise ValueError(f"{source}: expected SFCN block {i}'s BatchNormalization.")
         out[f"block{i}_conv"] = conv
         out[f"block{i}_bn"] = bn
-    for name, dense in zip(outputs, layers[2 * N_BLOCKS:], strict=False):
+    for name, dense in zip(outputs, layers[2 * N_BLOCKS:], strict=True):
         kernel = dense[0][1]
         if kernel.ndim != 2 or kernel.shape[1] != 1:
             raise ValueError(
