@@ -221,3 +221,19 @@ def test_unpublished_hash_is_pinned_on_first_download(keras_home, local_registry
 def test_medicalnet_weights_refuse_a_classifier_top():
     with pytest.raises(ValueError, match="no classifier.*include_top=False"):
         ResNet(10, weights="medicalnet", input_shape=SHAPE)
+
+
+def test_finetuning_from_the_converted_multitask_model_keeps_and_adds_heads():
+    pretrained = SFCN(weights=str(FIXTURES / "pyment_v4_multitask"), input_shape=SHAPE)
+    tasks = [kb.tasks.Regression("age"), kb.tasks.Binary("diagnosis")]
+    model = kb.transfer.finetune(pretrained, tasks, strategy="full", replace_heads=["diagnosis"])
+    before = model(VOLUME, training=False)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(before["age"]), _outputs(pretrained)["age"], atol=1e-5
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, *SHAPE)).astype("float32")
+    y = {"age": rng.uniform(40, 80, 4).astype("float32"), "diagnosis": np.array([0, 1, 0, 1])}
+    history = model.fit(x, y, epochs=1, batch_size=2, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert {"age_mae", "diagnosis_auc"} <= set(history.history)
