@@ -71,7 +71,8 @@ def DenseNet(
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as ``kerasbrain.applications.resnet.ResNet``;
             ``weights="imagenet"`` inflates keras.applications' 2D DenseNet of that depth;
-            a registry name (``"synthba-g"``) loads published 3D weights.
+            a registry name (``"synthba-g"``, ``"synthba-u"``: SynthBA brain age, whose
+            top outputs years, i.e. the network's output x 100) loads published 3D weights.
         growth_rate: channels each dense layer adds (published: 32); its bottleneck has
             ``4 * growth_rate``.
         stem_filters: channels of the 7x7x7 stem (published: 64).
@@ -124,6 +125,8 @@ def DenseNet(
         x = keras.layers.BatchNormalization(epsilon=bn_epsilon, name="bn")(x)
         x = keras.layers.Activation("relu", name="relu")(x)
         x = _common.classifier_top(x, include_top, pooling, classes, classifier_activation)
+        if include_top and config.get("output_scale"):
+            x = keras.layers.Rescaling(config["output_scale"], name="years")(x)
     model = keras.Model(_common.model_inputs_for(input_tensor, inputs), x, name=name)
     return _common.load_model_weights(
         model, weights, spec, weights_file, include_top, _keras_2d(depth) if depth else None

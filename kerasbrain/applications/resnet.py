@@ -139,6 +139,11 @@ def ResNet(
         imagenet_available=constructor_2d is not None or weights != "imagenet",
     )
 
+    if spec is not None and include_top and "classes" not in config:
+        raise ValueError(
+            f"{family}: weights={weights!r} have no classifier (MedicalNet was trained for "
+            "segmentation); use include_top=False, with pooling='avg' for features."
+        )
     kind, blocks = DEPTHS[depth]
     torch_layout = block_layout == "medicalnet"
     with _common.remat_scope(remat):

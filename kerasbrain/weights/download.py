@@ -23,6 +23,7 @@ BACKOFF_S = 1.0
 TIMEOUT_S = 60.0
 CHUNK_BYTES = 1 << 20
 _VERIFIED_SUFFIX = ".verified"
+_PIN_SUFFIX = ".sha256-pin"
 
 
 class DownloadError(OSError):
@@ -47,19 +48,45 @@ def file_digest(path, file_spec):
     if file_spec.git_blob_sha1:
         digest = hashlib.sha1(b"blob %d\0" % os.path.getsize(path))
         kind = "git-blob-sha1"
-    elif file_spec.sha256:
+    else:  # a published SHA-256, or one pinned on first download
         digest = hashlib.sha256()
         kind = "sha256"
-    else:
-        raise IntegrityError(f"{file_spec.filename}: the registry publishes no hash for it.")
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
             digest.update(chunk)
     return kind, digest.hexdigest()
 
 
+def _pin_path(file_spec):
+    return os.path.join(cache_dir(), file_spec.filename + _PIN_SUFFIX)
+
+
+def _pinned(file_spec):
+    """The SHA-256 recorded at the first download of a file whose source publishes no
+    hash (trust on first use), or None."""
+    try:
+        with open(_pin_path(file_spec)) as f:
+            return f.read().strip().lower() or None
+    except OSError:
+        return None
+
+
 def _expected(file_spec):
-    return (file_spec.git_blob_sha1 or file_spec.sha256 or "").lower()
+    published = file_spec.git_blob_sha1 or file_spec.sha256
+    return (published or _pinned(file_spec) or "").lower()
+
+
+def _pin(path, file_spec):
+    """Record the SHA-256 of a first download whose source publishes no hash."""
+    if file_spec.git_blob_sha1 or file_spec.sha256 or _pinned(file_spec):
+        return
+    kind, digest = file_digest(path, file_spec)
+    tmp = _pin_path(file_spec) + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(digest + "\n")
+    os.replace(tmp, _pin_path(file_spec))
+    print(f"kerasbrain: {file_spec.filename}: its source publishes no hash; pinned its {kind} "
+          f"{digest} ({_pin_path(file_spec)}).", flush=True)
 
 
 def _marker(path):
@@ -85,16 +112,21 @@ def _mark_verified(path, file_spec):
 
 def _manual_hint(file_spec, path):
     headers = "".join(f" -H '{k}: {v}'" for k, v in file_spec.headers)
+    if _expected(file_spec):
+        kind = "git blob SHA-1" if file_spec.git_blob_sha1 else "SHA-256"
+        check = f"It must have {kind} {_expected(file_spec)}."
+    else:
+        check = "Its source publishes no hash: its SHA-256 is pinned when first used."
     return (
         f"Fetch it yourself and put it at this exact path:\n"
-        f"  curl -L{headers} -o '{path}' '{file_spec.url}'\n"
-        f"It must have {('git blob SHA-1' if file_spec.git_blob_sha1 else 'SHA-256')} "
-        f"{_expected(file_spec)}."
+        f"  curl -L{headers} -o '{path}' '{file_spec.url}'\n{check}"
     )
 
 
 def verify(path, file_spec):
     """Raise ``IntegrityError`` unless ``path`` has the published hash of ``file_spec``."""
+    if not _expected(file_spec):  # nothing published or pinned yet: first use
+        return
     kind, actual = file_digest(path, file_spec)
     if actual != _expected(file_spec):
         raise IntegrityError(
@@ -185,6 +217,7 @@ def fetch_file(file_spec, progress=True):
             f"{_manual_hint(file_spec, path)}"
         ) from None
     os.replace(tmp, path)
+    _pin(path, file_spec)
     _mark_verified(path, file_spec)
     return path
 
@@ -213,6 +246,7 @@ def cached_file(file_spec):
         print(f"kerasbrain: removing a corrupt cached file: {error}", file=sys.stderr)
         os.remove(path)
         return None
+    _pin(path, file_spec)
     _mark_verified(path, file_spec)
     return path
 
