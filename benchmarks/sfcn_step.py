@@ -55,7 +55,7 @@ def _keras_worker(shape, batch, repeats):
     predict = _time(lambda: model.predict_on_batch(x[..., None]), repeats)
     train = _time(lambda: model.train_on_batch(x[..., None], y), repeats)
     return {"framework": f"keras/{keras.backend.backend()}", "predict": predict, "train": train,
-            "params": model.count_params()}
+            "params": int(sum(np.prod(w.shape) for w in model.trainable_weights))}
 
 
 def _torch_worker(shape, batch, repeats):
@@ -140,7 +140,7 @@ def main(argv=None):
     rows = [_run_worker(f, args) for f in args.frameworks.split(",")]
     print(f"SFCN step time per volume, input {'x'.join(map(str, args.size))}, batch "
           f"{args.batch}, median (min) of {args.repeats} after one warm-up, {os.cpu_count()} CPUs")
-    print(f"{'framework':<20} {'predict s/vol':>18} {'train step s/vol':>20} {'params':>10}")
+    print(f"{'framework':<20} {'predict s/vol':>18} {'train step s/vol':>20} {'trainable':>10}")
     for row in rows:
         if "error" in row:
             print(f"{row['framework']:<20} error: {row['error']}")
