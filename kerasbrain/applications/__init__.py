@@ -7,3 +7,54 @@ from kerasbrain.applications import sfcn
 from kerasbrain.applications.sfcn import SFCN
 
 __all__ = ["SFCN", "sfcn"]
+from kerasbrain.applications import densenet, inception_v3, resnet, resnet_v2, vit
+from kerasbrain.applications.densenet import DenseNet121, DenseNet169, DenseNet201
+from kerasbrain.applications.inception_v3 import InceptionV3
+from kerasbrain.applications.inflate import inflate, load_imagenet  # noqa: F811
+from kerasbrain.applications.resnet import (
+    ResNet10,
+    ResNet18,
+    ResNet34,
+    ResNet50,
+    ResNet101,
+    ResNet152,
+    ResNet200,
+)
+from kerasbrain.applications.resnet_v2 import ResNet50V2, ResNet101V2, ResNet152V2
+from kerasbrain.applications.vit import ViT, ViTB16, ViTL16
+
+__all__ += [
+    "DenseNet121", "DenseNet169", "DenseNet201", "InceptionV3",
+    "ResNet10", "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "ResNet200",
+    "ResNet50V2", "ResNet101V2", "ResNet152V2", "ViT", "ViTB16", "ViTL16",
+    "densenet", "inception_v3", "inflate", "load_imagenet", "resnet", "resnet_v2", "vit",
+]
+from kerasbrain.applications import efficientnet, efficientnet_v2, mobilenet_v2
+from kerasbrain.applications.efficientnet import (
+    EfficientNetB0,
+    EfficientNetB1,
+    EfficientNetB2,
+    EfficientNetB3,
+    EfficientNetB4,
+    EfficientNetB5,
+    EfficientNetB6,
+    EfficientNetB7,
+)
+from kerasbrain.applications.efficientnet_v2 import (
+    EfficientNetV2B0,
+    EfficientNetV2B1,
+    EfficientNetV2B2,
+    EfficientNetV2B3,
+    EfficientNetV2L,
+    EfficientNetV2M,
+    EfficientNetV2S,
+)
+from kerasbrain.applications.mobilenet_v2 import MobileNetV2
+
+__all__ += [
+    "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4",
+    "EfficientNetB5", "EfficientNetB6", "EfficientNetB7", "EfficientNetV2B0",
+    "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3", "EfficientNetV2S",
+    "EfficientNetV2M", "EfficientNetV2L", "MobileNetV2",
+    "efficientnet", "efficientnet_v2", "mobilenet_v2",
+]

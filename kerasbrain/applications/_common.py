@@ -73,8 +73,232 @@ def global_pool(x, pooling, name):
     raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
 
 
+def correct_pad(inputs, kernel_size):
+    """Zero padding ``((x0, x1), (y0, y1), (z0, z1))`` before a stride-2 'valid' conv.
+
+    The 3D form of ``keras.applications.imagenet_utils.correct_pad``: pads
+    ``kernel_size // 2`` on the far side and one less on the near side of even axes.
+    """
+    if isinstance(kernel_size, int):
+        kernel_size = (kernel_size,) * 3
+    pads = []
+    for size, k in zip(inputs.shape[1:4], kernel_size):
+        adjust = 1 if size is None else 1 - size % 2
+        pads.append((k // 2 - adjust, k // 2))
+    return tuple(pads)
+
+
+def named_constructor(constructor, name, **kwargs):
+    """``constructor`` with ``kwargs`` bound, under its own ``__name__`` (a cache key).
+
+    For 2D twins that need more than ``include_top``/``weights`` (e.g. MobileNetV2's
+    ``alpha``), passed to ``load_model_weights`` as ``constructor_2d``.
+    """
+
+    def bound(**more):
+        return constructor(**kwargs, **more)
+
+    bound.__name__ = bound.__qualname__ = name
+    return bound
+
+
 def is_weights_path(weights):
     """True when ``weights`` names a local file rather than a registry entry."""
     return isinstance(weights, (str, os.PathLike)) and (
         os.path.sep in str(weights) or os.path.exists(weights)
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Pieces shared by the keras.applications-style families (ResNet, DenseNet, Inception,
+# ViT, ...): argument checks, the classification top, rematerialisation, weight loading.
+
+#: the size a family's constructors use when no ``input_shape`` is given
+DEFAULT_VOLUME = (160, 192, 160)
+
+
+def check_weights_args(
+    weights, include_top, classes, input_shape, family, imagenet_available=True
+):
+    """Reject impossible ``weights=`` / ``classes`` / channel combinations early.
+
+    Args:
+        weights: the constructor's ``weights`` argument.
+        include_top: whether the 1000-class ImageNet top is kept.
+        classes: requested number of classes.
+        input_shape: the (already completed) ``(x, y, z, channels)`` shape.
+        family: constructor name for error messages, e.g. ``"ResNet50"``.
+        imagenet_available: whether keras.applications publishes 2D ImageNet weights
+            for this family (so that they can be inflated).
+    """
+    if weights != "imagenet":
+        return
+    if not imagenet_available:
+        raise ValueError(
+            f"{family}: weights='imagenet' is not available: keras.applications publishes "
+            f"no 2D ImageNet weights for {family} to inflate. Use weights=None, a registry "
+            "name (kerasbrain.weights.list_weights()) or a weights file."
+        )
+    if include_top and classes != 1000:
+        raise ValueError(
+            f"{family}: weights='imagenet' with include_top=True keeps the 1000-class "
+            f"ImageNet classifier, so classes must be 1000; got classes={classes}. Use "
+            "include_top=False (and your own head) for another number of classes."
+        )
+    channels = input_shape[-1]
+    if include_top and channels != 3:
+        raise ValueError(
+            f"{family}: weights='imagenet' with include_top=True needs 3 input channels "
+            f"(got input_shape {tuple(input_shape)}): the ImageNet classifier describes RGB "
+            "photographs, which only a 3-channel input with the RGB kernels kept as they "
+            "are can stand for. For 1-channel (or other) volumes use include_top=False: "
+            "the first convolution's RGB kernels are then summed and spread over the "
+            "input channels."
+        )
+
+
+def classifier_top(x, include_top, pooling, classes, classifier_activation, pool_name=""):
+    """The keras.applications top: ``avg_pool`` + Dense ``predictions``, or pooling only.
+
+    Layer names match keras.applications (``avg_pool``, ``max_pool``, ``predictions``).
+    """
+    if include_top:
+        x = keras.layers.GlobalAveragePooling3D(name=f"{pool_name}avg_pool")(x)
+        return keras.layers.Dense(
+            classes, activation=classifier_activation, name="predictions"
+        )(x)
+    return global_pool(x, pooling, name=pool_name)
+
+
+def remat_scope(remat):
+    """The context under which a family builds its layers, given its ``remat`` argument.
+
+    Keras applies rematerialisation per layer, fixed when the layer is created
+    (``keras.RematScope``): during the backward pass each affected layer's forward
+    computation is redone instead of keeping its intermediate tensors.
+
+    Args:
+        remat: ``None``/``False`` (off), ``True`` or ``"full"`` (every layer),
+            ``"activations"`` (only the activation functions inside layers), or a
+            ``keras.RematScope`` instance for other modes (Keras 3.15's ``"larger_than"``
+            mode fails on the TensorFlow backend inside functional models).
+    """
+    import contextlib
+
+    if remat is None or remat is False:
+        return contextlib.nullcontext()
+    if isinstance(remat, keras.RematScope):
+        return remat
+    if remat is True:
+        return keras.RematScope(mode="full")
+    if remat in ("full", "activations"):
+        return keras.RematScope(mode=remat)
+    raise ValueError(
+        "remat must be None, True, 'full', 'activations' or a "
+        f"keras.RematScope; got {remat!r}."
+    )
+
+
+def resolve_weights(weights, architecture):
+    """Split ``weights`` into (registry spec or None, file path or None).
+
+    ``None`` and ``"imagenet"`` give ``(None, None)``; a path gives the path; any other
+    string is looked up in the registry for ``architecture``.
+    """
+    if weights is None or weights == "imagenet":
+        return None, None
+    if is_weights_path(weights):
+        return None, weights
+    from kerasbrain import weights as weights_lib
+
+    return weights_lib.get_spec(weights, architecture=architecture), None
+
+
+def load_model_weights(model, weights, spec, weights_file, include_top, constructor_2d=None):
+    """Load what ``weights`` asks for into a freshly built family model.
+
+    ``"imagenet"`` inflates ``constructor_2d``'s 2D ImageNet weights (cached), a registry
+    spec or a file goes through ``kerasbrain.weights.load_weights``.
+    """
+    if weights == "imagenet":
+        from kerasbrain.applications.inflate import load_imagenet
+
+        load_imagenet(model, constructor_2d, include_top=include_top)
+    elif weights_file is not None and str(weights_file).endswith(".weights.h5"):
+        model.load_weights(weights_file)
+    elif spec is not None or weights_file is not None:
+        from kerasbrain import weights as weights_lib
+
+        weights_lib.load_weights(model, spec if spec is not None else weights_file,
+                                 include_top=include_top)
+    return model
+
+
+def volume_shape(input_shape, min_size, include_top, name, channels=1):
+    """``obtain_input_shape`` with the families' default ``(160, 192, 160, channels)``."""
+    return obtain_input_shape(
+        input_shape, (*DEFAULT_VOLUME, channels), min_size, include_top, name=name
+    )
+
+
+#: ImageNet channel statistics of keras.applications' preprocessing modes (RGB order)
+_IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
+_TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
+_TORCH_STD_RGB = (0.229, 0.224, 0.225)
+
+
+def imagenet_preprocess(x, mode):
+    """keras.applications' ImageNet preprocessing, extended to volumes of any channel count.
+
+    Expects intensities in ``[0, 255]`` (rescale MRI first, e.g. ``255 * x / x.max()``).
+    With 3 channels (RGB) it equals ``keras.applications.imagenet_utils.preprocess_input``
+    on each depth slice; with other channel counts the per-channel statistics are their
+    mean over R, G, B, matching the first convolution whose RGB kernels were summed.
+
+    Args:
+        x: array ``(..., channels)``.
+        mode: ``"caffe"`` (subtract the ImageNet mean, BGR order for 3 channels, no
+            scaling), ``"tf"`` (scale to ``[-1, 1]``) or ``"torch"`` (scale to ``[0, 1]``,
+            then normalise with ImageNet mean and standard deviation).
+
+    Returns:
+        float32 array of the same shape.
+    """
+    import numpy as np
+
+    x = np.asarray(x, dtype="float32")
+    rgb = x.shape[-1] == 3
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    if mode == "caffe":
+        if rgb:
+            x = x[..., ::-1]
+            mean = np.asarray(_IMAGENET_MEAN_RGB[::-1], "float32")
+        else:
+            mean = np.float32(np.mean(_IMAGENET_MEAN_RGB))
+        return x - mean
+    if mode == "torch":
+        mean = np.asarray(_TORCH_MEAN_RGB, "float32")
+        std = np.asarray(_TORCH_STD_RGB, "float32")
+        if not rgb:
+            mean, std = np.float32(mean.mean()), np.float32(std.mean())
+        return (x / 255.0 - mean) / std
+    raise ValueError(f"mode must be 'caffe', 'tf' or 'torch', got {mode!r}.")
+
+
+def imagenet_decode(preds, top=5):
+    """Top ImageNet classes of a 1000-class head (``keras.applications`` decoding).
+
+    Delegates to ``keras.applications.imagenet_utils.decode_predictions``, which downloads
+    the class index once into the Keras cache.
+    """
+    import numpy as np
+
+    preds = np.asarray(preds)
+    if preds.ndim != 2 or preds.shape[1] != 1000:
+        raise ValueError(
+            "decode_predictions: expects the (batch, 1000) output of an ImageNet top, got "
+            f"shape {preds.shape}. Heads trained for other targets are decoded by the task "
+            "that trained them (kerasbrain.tasks)."
+        )
+    return keras.applications.imagenet_utils.decode_predictions(preds, top=top)

@@ -19,7 +19,16 @@ from kerasbrain.applications import _common
 DEFAULT_FILTERS = (32, 64, 128, 256, 256, 64)
 DEFAULT_INPUT_SHAPE = (160, 192, 160, 1)
 MIN_SIZE = 32  # five 2x poolings
-HEADS = ("soft_classification", "categorical", "regression", "ranking", "binary")
+HEADS = ("soft_classification", "categorical", "regression", "ranking", "binary", "multitask")
+#: pyment v4's multi-task outputs and their activations (``head="multitask"``)
+MULTITASK_ACTIVATIONS = {
+    "age": None,
+    "sex": "sigmoid",
+    "handedness": "sigmoid",
+    "bmi": None,
+    "fluid_intelligence": None,
+    "neuroticism": None,
+}
 
 
 def SFCN(
@@ -61,14 +70,19 @@ def SFCN(
         name: model name.
         head: one of ``"soft_classification"`` (Peng brain age over bins),
             ``"categorical"``, ``"regression"`` (clamped to ``output_range``),
-            ``"ranking"`` (ordinal, sigmoid per threshold), ``"binary"``.
+            ``"ranking"`` (ordinal, sigmoid per threshold), ``"binary"``, or
+            ``"multitask"`` (pyment v4: one named ``Dense(1)`` output per phenotype, a dict
+            ``{"age", "sex", "handedness", "bmi", "fluid_intelligence", "neuroticism"}``;
+            sex and handedness are sigmoid probabilities, the rest linear).
         filters: six channel widths, default ``(32, 64, 128, 256, 256, 64)``.
         dropout: dropout rate before the head (default 0.5).
         bn_epsilon: BatchNorm epsilon (Peng's PyTorch models 1e-5, Keras default 1e-3).
-        output_range: ``(low, high)`` for the regression head's clamp.
+        output_range: ``(low, high)`` for the regression head's clamp; registry weights
+            without a clamp (``reg-2025``) give a linear output.
 
     Returns:
-        A ``keras.Model``. With the top: ``(batch, classes)``; without: the feature map
+        A ``keras.Model``. With the top: ``(batch, classes)`` (``multitask``: a dict of
+        ``(batch, 1)`` outputs); without: the feature map
         ``(batch, x/32, y/32, z/32, filters[-1])`` or pooled ``(batch, filters[-1])``.
     """
     from kerasbrain import weights as weights_lib
@@ -94,7 +108,11 @@ def SFCN(
         raise ValueError(f"filters must have 6 entries (blocks 0-5), got {filters}.")
     dropout = config.get("dropout", 0.5) if dropout is None else dropout
     bn_epsilon = config.get("bn_epsilon", 1e-3) if bn_epsilon is None else bn_epsilon
-    output_range = tuple(output_range or config.get("output_range", (3.0, 95.0)))
+    if output_range is None:
+        output_range = config.get("output_range", (3.0, 95.0))
+    if output_range is None and head == "regression" and classifier_activation == "auto":
+        classifier_activation = None  # published regression heads without a clamp
+    output_range = tuple(output_range) if output_range is not None else None
     if classes is None:
         classes = config.get("classes") or _default_classes(head)
     if include_top and head in ("soft_classification", "categorical") and classes < 2:
@@ -131,7 +149,11 @@ def SFCN(
     if include_top:
         x = _common.global_pool(x, config.get("pooling", "avg"), name="")
         x = keras.layers.Dropout(dropout, name="dropout")(x)
-        x = _head(x, head, classes, classifier_activation, output_range)
+        if head == "multitask":
+            x = _multitask_head(x, config.get("outputs", tuple(MULTITASK_ACTIVATIONS)),
+                                classifier_activation)
+        else:
+            x = _head(x, head, classes, classifier_activation, output_range)
     else:
         x = _common.global_pool(x, pooling, name="")
 
@@ -145,7 +167,20 @@ def SFCN(
 
 
 def _default_classes(head):
-    return {"soft_classification": 40, "categorical": 2, "ranking": 91}.get(head, 1)
+    return {"soft_classification": 40, "categorical": 2, "ranking": 91,
+            "multitask": len(MULTITASK_ACTIVATIONS)}.get(head, 1)
+
+
+def _multitask_head(x, outputs, activation):
+    """One named ``Dense(1)`` per phenotype; ``activation="auto"`` uses each one's own."""
+    return {
+        name: keras.layers.Dense(
+            1,
+            activation=MULTITASK_ACTIVATIONS.get(name) if activation == "auto" else activation,
+            name=name,
+        )(x)
+        for name in outputs
+    }
 
 
 def _head(x, head, classes, activation, output_range):
@@ -183,7 +218,10 @@ def preprocess_input(x, weights="ukb"):
         weights: registry name whose preprocessing to apply. ``"ukb"``/``"ukb-sex"``:
             each volume divided by its own mean, then centre-cropped from the MNI 1 mm
             grid 182x218x182 to 160x192x160 (``[11:171, 13:205, 11:171]``) when given at
-            that size. pyment sets: divided by 255.
+            that size. pyment 2022 sets: divided by 255. pyment v4 sets (``multi-2025``,
+            ``reg-2025``): intensities unchanged; the 224x192x224 crop around the brain of
+            FastSurfer's masked ``orig.mgz`` comes from
+            ``kerasbrain.data.Preprocessor.for_weights("multi-2025")``.
 
     Returns:
         float32 array, channels-last, batch dimension kept if given.
@@ -209,6 +247,8 @@ def preprocess_input(x, weights="ukb"):
             x = x[:, 11:171, 13:205, 11:171]
     elif kind == "pyment":
         x = x / 255.0
+    elif kind == "multi-2025":
+        pass  # FastSurfer's conformed intensities (0-255), unscaled
     else:
         raise ValueError(f"preprocess_input: weights {weights!r} use preprocessing {kind!r}; "
                          "use kerasbrain.data.Preprocessor.for_weights() for it.")
@@ -221,10 +261,13 @@ def decode_predictions(preds, weights="ukb"):
     - soft classification over age bins: expected age ``sum(p * bin_centres)`` (years);
     - ranking: ``low + sum(round(p))`` (years);
     - regression: the (already clamped) value (years);
-    - binary: probability of the positive class; categorical: class probabilities.
+    - binary: probability of the positive class; categorical: class probabilities;
+    - multitask (``multi-2025``): a dict of ``(batch,)`` arrays, age in years, sex and
+      handedness as probabilities, the others as the model outputs them.
 
     Args:
-        preds: array ``(batch, classes)`` from the model with its default activation.
+        preds: array ``(batch, classes)`` from the model with its default activation (a
+            dict of arrays for ``multitask``).
         weights: registry name whose decoding to use.
 
     Returns:
@@ -234,6 +277,14 @@ def decode_predictions(preds, weights="ukb"):
 
     spec = weights_lib.get_spec(weights, architecture="sfcn")
     config = spec.config
+    if config["head"] == "multitask":
+        if not isinstance(preds, dict):
+            raise ValueError(
+                f"decode_predictions: weights {weights!r} give a dict of outputs "
+                f"{tuple(config['outputs'])}; got an array."
+            )
+        return {name: np.asarray(preds[name], dtype="float64").reshape(-1)
+                for name in config["outputs"]}
     preds = np.asarray(preds, dtype="float64")
     if preds.ndim == 1:
         preds = preds[None]

@@ -1,15 +1,14 @@
 """tf.data pipelines of ``(volumes, {label: value}, {label: sample_weight})`` for ``model.fit``.
 
-Volumes come out as ``(batch, x, y, z, 1)`` float32. Numeric labels are float32,
-categorical labels int32 category indices; a missing label gives value 0 and sample
-weight 0, so it adds nothing to that output's loss. Works with ``model.fit`` on every
+Volumes come out as ``(batch, x, y, z, 1)`` float32, labels as ``(batch, 1)``
+(float32 numbers, or int32 category indices for categorical labels) and sample
+weights as ``(batch,)``; a missing label gives value 0 and sample weight 0, so it
+adds nothing to that output's loss. Works with ``model.fit`` on every
 Keras backend (Keras converts tf.data batches for JAX and PyTorch).
 """
 
 import glob
 import os
-
-import numpy as np
 
 from kerasbrain.data.preprocess import Preprocessor
 from kerasbrain.data.table import read_table
@@ -77,17 +76,18 @@ def tfrecord_dataset(
     specs = [manifest["labels"][n] for n in names]
     shape = tuple(manifest["shape"])
     storage = tf.as_dtype(manifest["dtype"])
-    count = sum(entries[f]["count"] for f in files)
-    paths = [os.path.join(folder, f) for f in files]
-
     if input_context is not None:
         num_shards, shard_index = input_context.num_input_pipelines, input_context.input_pipeline_id
     per_record_shard = False
     if num_shards and num_shards > 1:
-        if len(paths) >= num_shards:
-            paths = paths[shard_index::num_shards]
+        if len(files) >= num_shards:
+            files = files[shard_index::num_shards]
         else:
             per_record_shard = True
+    count = sum(entries[f]["count"] for f in files)
+    if per_record_shard:
+        count = len(range(shard_index, count, num_shards))
+    paths = [os.path.join(folder, f) for f in files]
 
     deterministic = True if seed is not None else None
     compression = manifest.get("compression") or ""
@@ -96,7 +96,7 @@ def tfrecord_dataset(
         ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     ds = ds.interleave(
         lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
-        cycle_length=min(len(paths), 8),
+        cycle_length=min(len(paths), 8) if shuffle else 1,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic,
     )
@@ -126,7 +126,7 @@ def tfrecord_dataset(
         buffer = shuffle_buffer or (count if cache else 16)
         ds = ds.shuffle(max(1, min(buffer, count)), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    return _finish(ds, names, specs, batch_size, augment, repeat, seed, drop_remainder, with_ids)
+    return _finish(ds, count, names, specs, batch_size, augment, repeat, seed, drop_remainder, with_ids)
 
 
 def volume_dataset(
@@ -188,23 +188,31 @@ def volume_dataset(
         ds = ds.cache("" if cache is True else os.fspath(cache))
         if shuffle:
             ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    return _finish(ds, names, specs, batch_size, augment, repeat, seed, drop_remainder, False)
+    return _finish(ds, len(paths), names, specs, batch_size, augment, repeat, seed, drop_remainder, False)
 
 
-def _finish(ds, names, specs, batch_size, augment, repeat, seed, drop_remainder, with_ids):
-    """Repeat, augment, split labels into dicts with weights, batch, prefetch."""
+def _finish(ds, count, names, specs, batch_size, augment, repeat, seed, drop_remainder, with_ids):
+    """Repeat, augment, split labels into dicts with weights, batch, prefetch.
+
+    The number of batches is declared (``count`` volumes), so Keras knows the steps per epoch.
+    """
     import tensorflow as tf
 
     deterministic = True if seed is not None else None
     if repeat:
         ds = ds.repeat(None if repeat is True else int(repeat))
     if augment:
-        from kerasbrain.layers.augment import augmentation, augment_with_seed
+        from kerasbrain.layers.augment import augment_with_seed, augmentation
 
         layer = augmentation() if augment is True else augment
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+        @tf.autograph.experimental.do_not_convert
+        def apply(element, s):
+            return (augment_with_seed(layer, element[0], s), *element[1:])
+
         ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda element, s: (augment_with_seed(layer, element[0], s), *element[1:]),
+            apply,
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=deterministic,
         )
@@ -217,12 +225,18 @@ def _finish(ds, names, specs, batch_size, augment, repeat, seed, drop_remainder,
         filled = tf.where(present, values, tf.zeros_like(values))
         y, w = {}, {}
         for i, name in enumerate(names):
-            y[name] = tf.cast(filled[i], tf.int32) if categorical[i] else filled[i]
+            value = filled[i : i + 1]
+            y[name] = tf.cast(value, tf.int32) if categorical[i] else value
             w[name] = tf.cast(present[i], tf.float32)
         return (volume, y, w, id_) if with_ids else (volume, y, w)
 
     ds = ds.map(structure, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if repeat is not True:
+        passes = int(repeat) if repeat else 1
+        total = count * passes
+        batches = total // batch_size if drop_remainder else -(-total // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

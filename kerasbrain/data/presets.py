@@ -55,6 +55,15 @@ PRESETS = {
         "requires": "skull stripped (e.g. SynthStrip) and affinely aligned to MNI152",
         "name": "synthba",
     },
+    "medicalnet": {
+        "orientation": "RAS",
+        "intensity": "zscore",
+        "requires": (
+            "the region of interest cropped (MedicalNet z-scores the non-zero voxels); for "
+            "brains: skull stripped, at about 1 mm"
+        ),
+        "name": "medicalnet",
+    },
 }
 
 #: other names (weight-registry names) -> preset

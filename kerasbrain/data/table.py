@@ -147,10 +147,13 @@ def _parse_label(column, name):
         return pd.to_numeric(column, errors="coerce").astype("float64").values, LabelSpec(
             name, "numeric"
         )
-    values = column.where(column.notna() & (column.astype(str).str.strip() != ""), None)
-    values = values.map(lambda v: None if v is None else str(v).strip())
+    values = [None if _missing(v) else str(v).strip() for v in column]
     categories = sorted({v for v in values if v is not None})
-    return values.values, LabelSpec(name, "categorical", categories)
+    return np.array(values, dtype=object), LabelSpec(name, "categorical", categories)
+
+
+def _missing(value):
+    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() in MISSING
 
 
 def encode_labels(frame, specs):
@@ -163,7 +166,7 @@ def encode_labels(frame, specs):
         else:
             index = {c: i for i, c in enumerate(spec.categories)}
             for i, value in enumerate(column):
-                if value is not None and not (isinstance(value, float) and np.isnan(value)):
+                if not _missing(value):
                     if value not in index:
                         raise ValueError(
                             f"label {spec.name!r}: unknown category {value!r} in row {i} "

@@ -88,7 +88,8 @@ def write_tfrecords(
         compression: None, ``"GZIP"`` or ``"ZLIB"``.
         shards: number of shards; default ``ceil(rows / shard_size)``.
         shard_size: volumes per shard when ``shards`` is None.
-        workers: processes decoding images (default ``min(cpu count, shards)``).
+        workers: processes decoding images (default ``min(cpu count, shards)``); they
+            are spawned, so a calling script needs an ``if __name__ == "__main__":`` guard.
         on_error: ``"raise"`` (stop at the first bad row; finished shards stay valid)
             or ``"skip"`` (leave the row out; see `WriteReport.skipped`).
         prefix: shard file prefix: ``<prefix>-00000-of-00004.tfrecord``.
@@ -152,13 +153,17 @@ def write_tfrecords(
     todo = [(name, r) for _, name, span, _ in plan for r in span]
     n_workers = workers or min(os.cpu_count() or 1, max(len(plan), 1))
     written = []
-    results = _encode_all(todo, frame, config, dtype, n_workers)
+    shape = list(preprocessor.shape) if preprocessor.shape else next(
+        (e["shape"] for e in entries.values() if e["shape"] is not None), None
+    )
+    results = _Results(todo, frame, config, dtype, n_workers)
     try:
         for _, name, span, fingerprint in plan:
             entry = _write_shard(
                 out_dir, name, span, fingerprint, results, frame, values, specs,
-                compression, on_error, bar,
+                compression, on_error, bar, shape,
             )
+            shape = entry["shape"] or shape
             _write_json(os.path.join(partial, name + ".json"), entry)
             entries[name] = entry
             written.append(name)
@@ -267,18 +272,15 @@ class _Results:
             self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _encode_all(todo, frame, config, dtype, workers):
-    return _Results(todo, frame, config, dtype, workers)
-
-
 def _write_shard(out_dir, name, span, fingerprint, results, frame, values, specs,
-                 compression, on_error, bar):
+                 compression, on_error, bar, shape):
+    """Write rows ``span`` to shard ``name``; volumes must have ``shape`` (None: the first's)."""
     import tensorflow as tf
 
     final = os.path.join(out_dir, name)
     tmp = final + ".tmp"
     options = tf.io.TFRecordOptions(compression_type=compression or "")
-    ids, skipped, shape, spacing = [], [], None, None
+    ids, skipped, spacing = [], [], None
     try:
         with tf.io.TFRecordWriter(tmp, options) as writer:
             for r in span:

@@ -3,5 +3,6 @@ for tabular / BIDS datasets of real scans."""
 
 from kerasbrain.datasets import synthetic
 from kerasbrain.datasets.synthetic import make_cohort
+from kerasbrain.datasets.tabular import load_dataset
 
-__all__ = ["make_cohort", "synthetic"]
+__all__ = ["load_dataset", "make_cohort", "synthetic"]

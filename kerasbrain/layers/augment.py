@@ -12,6 +12,7 @@ the result does not depend on the order in which parallel map calls run.
 import math
 
 import keras
+import numpy as np
 
 try:  # Keras >= 3.10
     from keras.src.layers.preprocessing.data_layer import DataLayer as _BackendSwitchingLayer
@@ -230,7 +231,7 @@ def affine_resample(backend, x, matrix, offset, fill_value=0.0):
     Args:
         x: (batch, X, Y, Z, C). matrix: (batch, 3, 3). offset: (batch, 3).
         Points outside the volume take ``fill_value`` (as
-        ``scipy.ndimage.map_coordinates(order=1, mode="constant")``).
+        ``scipy.ndimage.map_coordinates(order=1, mode="grid-constant")``).
     """
     n = backend.numpy
     size = tuple(x.shape[1:4])
@@ -344,20 +345,21 @@ class RandomIntensity(Augmentation3D):
         return x
 
     def _bias_field(self, size, batch, draw):
+        """(batch, x, y, z) polynomial of degree 1..bias_order with random coefficients."""
         n = self.backend.numpy
         k = self.bias_order + 1
-        degree = [[[i + j + l for l in range(k)] for j in range(k)] for i in range(k)]
-        mask = n.array(
-            [[[1.0 if 0 < d <= self.bias_order else 0.0 for d in row] for row in plane] for plane in degree],
-            dtype="float32",
-        )
+        degree = np.add.outer(np.add.outer(np.arange(k), np.arange(k)), np.arange(k))
+        mask = ((degree > 0) & (degree <= self.bias_order)).astype("float32")
         coefficients = draw.uniform((batch, k, k, k), -self.bias, self.bias) * mask[None]
         powers = [
-            n.stack([n.linspace(-1.0, 1.0, s) ** p for p in range(k)], -1) for s in size
+            self.backend.convert_to_tensor(
+                np.stack([np.linspace(-1.0, 1.0, s) ** p for p in range(k)], -1).astype("float32")
+            )
+            for s in size
         ]
-        field = n.einsum("bijk,zk->bijz", coefficients, self.backend.cast(powers[2], "float32"))
-        field = n.einsum("bijz,yj->biyz", field, self.backend.cast(powers[1], "float32"))
-        return n.einsum("biyz,xi->bxyz", field, self.backend.cast(powers[0], "float32"))
+        field = n.einsum("bijk,zk->bijz", coefficients, powers[2])
+        field = n.einsum("bijz,yj->biyz", field, powers[1])
+        return n.einsum("biyz,xi->bxyz", field, powers[0])
 
     def get_config(self):
         return {

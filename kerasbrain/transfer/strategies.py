@@ -24,7 +24,10 @@ STRATEGIES = ("scratch", "frozen", "partial", "full")
 
 def copy_model(model):
     """An independent copy of ``model`` (same architecture and weights)."""
-    clone = keras.models.clone_model(model)
+    if isinstance(model, models_lib.MultiTaskModel):
+        clone = models_lib.MultiTaskModel.from_config(model.get_config())
+    else:
+        clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     return clone
 

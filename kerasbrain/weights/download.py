@@ -15,8 +15,6 @@ import time
 import urllib.error
 import urllib.request
 
-import keras
-
 from kerasbrain.weights.registry import get_spec
 
 #: attempts per file and the first back-off delay (seconds, doubled after each failure)
@@ -25,6 +23,7 @@ BACKOFF_S = 1.0
 TIMEOUT_S = 60.0
 CHUNK_BYTES = 1 << 20
 _VERIFIED_SUFFIX = ".verified"
+_PIN_SUFFIX = ".sha256-pin"
 
 
 class DownloadError(OSError):
@@ -49,19 +48,45 @@ def file_digest(path, file_spec):
     if file_spec.git_blob_sha1:
         digest = hashlib.sha1(b"blob %d\0" % os.path.getsize(path))
         kind = "git-blob-sha1"
-    elif file_spec.sha256:
+    else:  # a published SHA-256, or one pinned on first download
         digest = hashlib.sha256()
         kind = "sha256"
-    else:
-        raise IntegrityError(f"{file_spec.filename}: the registry publishes no hash for it.")
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
             digest.update(chunk)
     return kind, digest.hexdigest()
 
 
+def _pin_path(file_spec):
+    return os.path.join(cache_dir(), file_spec.filename + _PIN_SUFFIX)
+
+
+def _pinned(file_spec):
+    """The SHA-256 recorded at the first download of a file whose source publishes no
+    hash (trust on first use), or None."""
+    try:
+        with open(_pin_path(file_spec)) as f:
+            return f.read().strip().lower() or None
+    except OSError:
+        return None
+
+
 def _expected(file_spec):
-    return (file_spec.git_blob_sha1 or file_spec.sha256 or "").lower()
+    published = file_spec.git_blob_sha1 or file_spec.sha256
+    return (published or _pinned(file_spec) or "").lower()
+
+
+def _pin(path, file_spec):
+    """Record the SHA-256 of a first download whose source publishes no hash."""
+    if file_spec.git_blob_sha1 or file_spec.sha256 or _pinned(file_spec):
+        return
+    kind, digest = file_digest(path, file_spec)
+    tmp = _pin_path(file_spec) + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(digest + "\n")
+    os.replace(tmp, _pin_path(file_spec))
+    print(f"kerasbrain: {file_spec.filename}: its source publishes no hash; pinned its {kind} "
+          f"{digest} ({_pin_path(file_spec)}).", flush=True)
 
 
 def _marker(path):
@@ -87,16 +112,21 @@ def _mark_verified(path, file_spec):
 
 def _manual_hint(file_spec, path):
     headers = "".join(f" -H '{k}: {v}'" for k, v in file_spec.headers)
+    if _expected(file_spec):
+        kind = "git blob SHA-1" if file_spec.git_blob_sha1 else "SHA-256"
+        check = f"It must have {kind} {_expected(file_spec)}."
+    else:
+        check = "Its source publishes no hash: its SHA-256 is pinned when first used."
     return (
         f"Fetch it yourself and put it at this exact path:\n"
-        f"  curl -L{headers} -o '{path}' '{file_spec.url}'\n"
-        f"It must have {('git blob SHA-1' if file_spec.git_blob_sha1 else 'SHA-256')} "
-        f"{_expected(file_spec)}."
+        f"  curl -L{headers} -o '{path}' '{file_spec.url}'\n{check}"
     )
 
 
 def verify(path, file_spec):
     """Raise ``IntegrityError`` unless ``path`` has the published hash of ``file_spec``."""
+    if not _expected(file_spec):  # nothing published or pinned yet: first use
+        return
     kind, actual = file_digest(path, file_spec)
     if actual != _expected(file_spec):
         raise IntegrityError(
@@ -122,7 +152,11 @@ def _fetch(file_spec, dest_dir, progress):
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
             total = resp.headers.get("Content-Length")
             total = int(total) if total and total.isdigit() else None
-            bar = keras.utils.Progbar(total, unit_name="B") if progress else None
+            bar = None
+            if progress:
+                import keras  # imported on use: `kerasbrain weights list` stays quick
+
+                bar = keras.utils.Progbar(total, unit_name="B")
             done = 0
             for chunk in iter(lambda: resp.read(CHUNK_BYTES), b""):
                 out.write(chunk)
@@ -159,14 +193,12 @@ def fetch_file(file_spec, progress=True):
     dest_dir = cache_dir()
     path = os.path.join(dest_dir, file_spec.filename)
     delay = BACKOFF_S
-    last_error = None
     for attempt in range(1, RETRIES + 1):
         try:
             tmp = _fetch(file_spec, dest_dir, progress)
             break
         except (urllib.error.URLError, http.client.HTTPException, TimeoutError,
                 ConnectionError) as error:
-            last_error = error
             if not _retryable(error) or attempt == RETRIES:
                 raise DownloadError(
                     f"Could not download {file_spec.url} ({_reason(error)}; {attempt} "
@@ -176,8 +208,6 @@ def fetch_file(file_spec, progress=True):
                   file=sys.stderr, flush=True)
             time.sleep(delay)
             delay *= 2
-    else:  # pragma: no cover - the loop always breaks or raises
-        raise DownloadError(str(last_error))
     try:
         verify(tmp, file_spec)
     except IntegrityError as error:
@@ -187,6 +217,7 @@ def fetch_file(file_spec, progress=True):
             f"{_manual_hint(file_spec, path)}"
         ) from None
     os.replace(tmp, path)
+    _pin(path, file_spec)
     _mark_verified(path, file_spec)
     return path
 
@@ -215,6 +246,7 @@ def cached_file(file_spec):
         print(f"kerasbrain: removing a corrupt cached file: {error}", file=sys.stderr)
         os.remove(path)
         return None
+    _pin(path, file_spec)
     _mark_verified(path, file_spec)
     return path
 

@@ -1,34 +1,74 @@
 """Put published or local weights into a Keras model; convert checkpoints once.
 
-Formats: Keras ``.weights.h5``; legacy tf.keras 2 HDF5 (pyment); PyTorch ``.p/.pt/.pth``
-(Peng et al., read without torch). Registry weights are downloaded (``get_file``),
-converted into a Keras ``.weights.h5`` beside the download, and that file is reused.
+Formats: Keras ``.weights.h5``; legacy tf.keras 2 HDF5 (pyment 2022); TensorFlow
+checkpoints (pyment v4, a prefix with ``.index`` and ``.data-00000-of-00001``); PyTorch
+``.p/.pt/.pth`` read without torch (Peng et al.'s SFCN, MONAI DenseNets as SynthBA's,
+MedicalNet/MONAI ResNets). Registry weights are downloaded (``get_file``), converted into a
+Keras ``.weights.h5`` beside the download, and that file is reused.
 """
 
 import importlib
 import os
+import re
 import tempfile
 import zipfile
 
 import h5py
 
-from kerasbrain.weights import download, legacy_h5, sfcn_converters, torch_pickle
-from kerasbrain.weights.registry import WeightSpec, get_spec
+from kerasbrain.weights import (
+    download,
+    legacy_h5,
+    monai_converters,
+    sfcn_converters,
+    tf_checkpoint,
+    torch_pickle,
+)
+from kerasbrain.weights.registry import MULTITASK_OUTPUTS, WeightSpec, get_spec
 
 TORCH_SUFFIXES = (".p", ".pt", ".pth")
 #: root attribute of a converted file: the hash(es) of the checkpoint it came from
 SOURCE_ATTR = "kerasbrain_source"
-#: architecture -> (module, constructor) used to build the model a checkpoint converts into
-CONSTRUCTORS = {"sfcn": ("kerasbrain.applications.sfcn", "SFCN")}
-_CONVERTERS = {
-    "sfcn": {"torch": sfcn_converters.from_peng, "legacy-h5": sfcn_converters.from_pyment}
+#: family -> (module, constructor) used to build the model a checkpoint converts into
+CONSTRUCTORS = {
+    "sfcn": ("kerasbrain.applications.sfcn", "SFCN"),
+    "densenet": ("kerasbrain.applications.densenet", "DenseNet"),
+    "resnet": ("kerasbrain.applications.resnet", "ResNet"),
 }
-_FORMAT_ALIASES = {"peng-torch": "torch", "pyment-h5": "legacy-h5"}
+#: (family, file format) -> converter(checkpoint, source, **target) -> layer weights
+_CONVERTERS = {
+    ("sfcn", "torch"): lambda path, source, **_: sfcn_converters.from_peng(
+        torch_pickle.state_dict(path), source=source),
+    ("sfcn", "legacy-h5"): lambda path, source, **_: sfcn_converters.from_pyment(
+        legacy_h5.read_layers(path), source=source),
+    ("sfcn", "tf-checkpoint"): lambda path, source, **_: tf_checkpoint.from_pyment_v4(
+        tf_checkpoint.read_layers(path), source=source),
+    ("densenet", "torch"): lambda path, source, blocks=None, **_: (
+        monai_converters.from_monai_densenet(torch_pickle.state_dict(path), source, blocks)),
+    ("resnet", "torch"): lambda path, source, depth=None, **_: (
+        monai_converters.from_medicalnet(torch_pickle.state_dict(path), source, depth)),
+}
+_FORMAT_ALIASES = {
+    "peng-torch": "torch",
+    "pyment-h5": "legacy-h5",
+    "pyment-tf-checkpoint": "tf-checkpoint",
+    "monai-densenet": "torch",
+    "medicalnet": "torch",
+}
+#: layers that form a head (skipped when loading into a model without its top)
+HEAD_LAYERS = (*sfcn_converters.HEAD_LAYERS, *MULTITASK_OUTPUTS)
+
+
+def family(architecture):
+    """``"densenet201"`` -> ``"densenet"``, ``"resnet50"`` -> ``"resnet"``, ``"sfcn"``."""
+    return re.sub(r"\d+$", "", architecture)
 
 
 def file_format(path):
-    """``"keras"`` (``.weights.h5``), ``"legacy-h5"`` (tf.keras 2 HDF5) or ``"torch"``."""
+    """``"keras"`` (``.weights.h5``), ``"legacy-h5"`` (tf.keras 2 HDF5), ``"tf-checkpoint"``
+    (a TF checkpoint prefix, or its ``.index``/``.data-*`` file) or ``"torch"``."""
     name = os.fspath(path).lower()
+    if tf_checkpoint.is_tf_checkpoint(path):
+        return "tf-checkpoint"
     if name.endswith((".h5", ".hdf5", ".keras")):
         if legacy_h5.is_legacy_h5(path):
             return "legacy-h5"
@@ -45,32 +85,49 @@ def file_format(path):
     )
 
 
-def read_checkpoint(path, architecture="sfcn", format=None):
-    """Read a PyTorch or legacy-HDF5 checkpoint as Keras layer weights.
+def read_checkpoint(path, architecture="sfcn", format=None, **target):
+    """Read a PyTorch, legacy-HDF5 or TF checkpoint as Keras layer weights.
+
+    Args:
+        path: the checkpoint (a TF checkpoint: its prefix or one of its two files).
+        architecture: the kerasbrain family or variant (``"sfcn"``, ``"densenet201"``,
+            ``"resnet50"``).
+        format: file format (see ``file_format``); by default from the file.
+        **target: what the target model is, for clear errors: ``blocks`` (DenseNet),
+            ``depth`` (ResNet).
 
     Returns:
         ``{keras_layer_name: [(source_tensor_name, array), ...]}``.
     """
     source = os.fspath(path)
-    if not os.path.isfile(source):
+    fmt = _FORMAT_ALIASES.get(format, format)
+    if fmt == "tf-checkpoint" or (fmt is None and tf_checkpoint.is_tf_checkpoint(source)):
+        source = tf_checkpoint.checkpoint_prefix(source)
+        fmt = "tf-checkpoint"
+    elif not os.path.isfile(source):
         raise FileNotFoundError(f"Weights file not found: {source}")
-    fmt = _FORMAT_ALIASES.get(format, format) or file_format(source)
-    converters = _CONVERTERS.get(architecture)
-    if converters is None or fmt not in converters:
+    fmt = fmt or file_format(source)
+    converter = _CONVERTERS.get((family(architecture), fmt))
+    if converter is None:
         raise ValueError(f"{source}: no converter from {fmt!r} checkpoints to {architecture!r}.")
-    if fmt == "torch":
-        return converters[fmt](torch_pickle.state_dict(source), source=source)
-    return converters[fmt](legacy_h5.read_layers(source), source=source)
+    return converter(source, source, **target)
 
 
 def checkpoint_config(path, architecture="sfcn"):
-    """Constructor settings a local checkpoint needs (``filters``, ``classes``,
-    ``bn_epsilon``, and ``head`` where the output size tells it); ``{}`` for ``.weights.h5``."""
+    """SFCN settings a local checkpoint needs (``filters``, ``classes``, ``bn_epsilon``,
+    and ``head`` where the output layers tell it); ``{}`` for ``.weights.h5``."""
     fmt = file_format(path)
     if fmt == "keras":
         return {}
-    config = sfcn_converters.config_of(read_checkpoint(path, architecture, fmt))
+    layer_weights = read_checkpoint(path, architecture, fmt)
+    config = sfcn_converters.config_of(layer_weights)
     config["bn_epsilon"] = 1e-5 if fmt == "torch" else 1e-3
+    if fmt == "tf-checkpoint":
+        if MULTITASK_OUTPUTS[0] in layer_weights:
+            config.update(head="multitask", outputs=MULTITASK_OUTPUTS, pooling="max")
+        else:
+            config.update(head="regression", output_range=None)
+        return config
     heads = (
         {40: "soft_classification", 2: "categorical"}
         if fmt == "torch"
@@ -91,7 +148,7 @@ def assign(model, layer_weights, include_top=True, source="checkpoint"):
     """
     targets = {layer.name: layer for layer in model.layers if layer.weights}
     for name, weights in layer_weights.items():
-        if name in targets or (not include_top and name in sfcn_converters.HEAD_LAYERS):
+        if name in targets or (not include_top and name in HEAD_LAYERS):
             continue
         raise ValueError(
             f"{source}: tensors {', '.join(n for n, _ in weights)} have no layer {name!r} "
@@ -123,16 +180,29 @@ def assign(model, layer_weights, include_top=True, source="checkpoint"):
 
 
 def _build(architecture, config, include_top):
-    module_name, constructor = CONSTRUCTORS[architecture]
+    """The kerasbrain model a checkpoint converts into (input size left open)."""
+    fam = family(architecture)
+    module_name, constructor = CONSTRUCTORS[fam]
     build = getattr(importlib.import_module(module_name), constructor)
-    kwargs = {k: config[k] for k in ("filters", "bn_epsilon", "output_range") if k in config}
+    shape = (None, None, None, 1)
+    if fam == "sfcn":
+        kwargs = {k: config[k] for k in ("filters", "bn_epsilon", "output_range") if k in config}
+        if include_top:
+            classes = config.get("classes", 1)
+            kwargs["classes"] = classes
+            kwargs["head"] = config.get("head") or (
+                "regression" if classes == 1 else "categorical"
+            )
+        return build(include_top=include_top, weights=None, input_shape=shape, **kwargs)
+    depth = int(architecture[len(fam):])
+    kwargs = {
+        k: config[k]
+        for k in ("bn_epsilon", "block_layout", "filters", "growth_rate", "stem_filters")
+        if k in config
+    }
     if include_top:
-        classes = config["classes"]
-        kwargs["classes"] = classes
-        kwargs["head"] = config.get("head") or ("regression" if classes == 1 else "categorical")
-    return build(
-        include_top=include_top, weights=None, input_shape=(None, None, None, 1), **kwargs
-    )
+        kwargs.update(classes=config.get("classes", 1), classifier_activation=None)
+    return build(depth, include_top=include_top, weights=None, input_shape=shape, **kwargs)
 
 
 def _save_atomic(model, output, tag):
@@ -157,9 +227,10 @@ def _save_atomic(model, output, tag):
 
 def _convert(path, output, architecture, format, config, tag, include_top=None):
     layer_weights = read_checkpoint(path, architecture, format)
-    config = {**sfcn_converters.config_of(layer_weights), **config}
-    if include_top is None:
-        include_top = "predictions" in layer_weights
+    if family(architecture) == "sfcn":
+        config = {**sfcn_converters.config_of(layer_weights), **config}
+    if include_top is None or include_top:
+        include_top = any(name in layer_weights for name in HEAD_LAYERS)
     model = _build(architecture, config, include_top)
     assign(model, layer_weights, include_top=include_top, source=os.fspath(path))
     return _save_atomic(model, output, tag)
@@ -206,12 +277,35 @@ def converted_file(spec):
         os.remove(output)
     paths = download.get_file(spec.architecture, spec.key)
     if not isinstance(paths, str):
-        raise ValueError(f"Weights {spec.key!r} have {len(paths)} files; no converter for them.")
+        if _FORMAT_ALIASES.get(spec.format) != "tf-checkpoint":
+            raise ValueError(f"Weights {spec.key!r} have {len(paths)} files; no converter for them.")
+        paths = tf_checkpoint.checkpoint_prefix(paths[0])
     return _convert(paths, output, spec.architecture, spec.format, spec.config, tag, True)
 
 
 def _has_top(model):
-    return any(layer.name in sfcn_converters.HEAD_LAYERS for layer in model.layers)
+    return any(layer.name in HEAD_LAYERS for layer in model.layers)
+
+
+def _target(model):
+    """``(architecture, target)`` of a kerasbrain model, read from its layer names."""
+    names = {layer.name for layer in model.layers}
+    if "block0_conv" in names:
+        return "sfcn", {}
+    blocks = [sum(1 for n in names if re.fullmatch(rf"conv{i}_block\d+_concat", n))
+              for i in range(2, 6)]
+    if all(blocks):
+        return "densenet", {"blocks": tuple(blocks)}
+    stages = [sum(1 for n in names if re.fullmatch(rf"conv{i}_block\d+_add", n))
+              for i in range(2, 6)]
+    if all(stages):
+        bottleneck = any(n.endswith("_3_conv") for n in names)
+        layout = (bottleneck, tuple(stages))
+        return "resnet", {"depth": monai_converters.RESNET_DEPTHS.get(layout)}
+    raise ValueError(
+        f"Model {model.name!r}: cannot tell its family from its layers; load a .weights.h5 "
+        "file with model.load_weights instead."
+    )
 
 
 def _is_path(weights):
@@ -247,13 +341,17 @@ def load_weights(model, weights, include_top=None):
         return model
     path = os.fspath(weights)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Weights file not found: {path}")
+        if tf_checkpoint.has_checkpoint_file(path):
+            tf_checkpoint.checkpoint_prefix(path)  # names the missing .index or .data file
+        else:
+            raise FileNotFoundError(f"Weights file not found: {path}")
     fmt = file_format(path)
     if fmt == "keras":
         _load_keras(model, path, source=path)
     else:
-        architecture = "sfcn"
-        assign(model, read_checkpoint(path, architecture, fmt), include_top, source=path)
+        architecture, target = _target(model)
+        layer_weights = read_checkpoint(path, architecture, fmt, **target)
+        assign(model, layer_weights, include_top, source=path)
     return model
 
 

@@ -86,6 +86,15 @@ class WeightSpec:
         return f"{self.name}:{self.variant}" if self.variant else self.name
 
     @property
+    def verification(self):
+        """How downloads are checked: the published hash kind, or a pin on first use."""
+        if all(f.git_blob_sha1 for f in self.files):
+            return "git blob SHA-1"
+        if all(f.sha256 for f in self.files):
+            return "SHA-256"
+        return "SHA-256 pinned on first download"
+
+    @property
     def input_shape(self):
         return tuple(self.config["input_shape"])
 
@@ -215,6 +224,154 @@ for _fold, _blob in enumerate(
         )
     )
 
+PYMENT_2025_CITATION = (
+    "Leonardsen EH et al. Learning diverse and generic representations of the brain with "
+    "large-scale multi-task pretraining. medRxiv (2025)"
+)
+SYNTHBA_COMMIT = "985c6a5b9bd8bcc582df3fa97531603a23a1628d"
+SYNTHBA_CITATION = (
+    "Puglisi L, Rondinella A, De Meo L, Guarnera F, Battiato S, Ravì D. SynthBA: Reliable "
+    "brain age estimation across multiple MRI sequences and resolutions. IEEE MetroXRAINE "
+    "2024, 559-564. arXiv:2406.00365"
+)
+MEDICALNET_CITATION = (
+    "Chen S, Ma K, Zheng Y. Med3D: Transfer learning for 3D medical image analysis. "
+    "arXiv:1904.00625 (2019)"
+)
+#: the six outputs of pyment v4's multi-task model, in the order of its heads
+MULTITASK_OUTPUTS = ("age", "sex", "handedness", "bmi", "fluid_intelligence", "neuroticism")
+
+
+def _pyment_v4(name, data_blob, index_blob, trained_for, reported_error, training_size, config):
+    return WeightSpec(
+        name=name,
+        architecture="sfcn",
+        files=(
+            FileSpec(f"{name}.index", PYMENT_BLOB.format(sha=index_blob),
+                     git_blob_sha1=index_blob, headers=GITHUB_RAW_HEADERS),
+            FileSpec(f"{name}.data-00000-of-00001", PYMENT_BLOB.format(sha=data_blob),
+                     git_blob_sha1=data_blob, headers=GITHUB_RAW_HEADERS),
+        ),
+        format="pyment-tf-checkpoint",
+        trained_for=trained_for,
+        license="CC BY-NC 4.0",
+        citation=PYMENT_2025_CITATION,
+        source="https://github.com/estenhl/pyment-public",
+        training_size=training_size,
+        reported_error=reported_error,
+        preprocessing="multi-2025",
+        config={
+            "input_shape": (224, 192, 224, 1),
+            "fixed_shape": True,
+            "bn_epsilon": 1e-3,
+            "dropout": 0.0,
+            "filters": (32, 64, 128, 256, 256, 64),
+            **config,
+        },
+    )
+
+
+_MULTITASK_FOR = "age, sex, handedness, BMI, fluid intelligence, neuroticism (6 outputs)"
+for _spec in (
+    _pyment_v4(
+        "multi-2025", "f4054d701fa59971fb7000d38cf9e63a202bd66a",
+        "9c208ca0bcc3969ceb281ba63a8cee4944a63157", _MULTITASK_FOR,
+        "age MAE 2.23 years (validation), 3.35 (20 unseen cohorts)",
+        "68,570 scans from 26 sources",
+        {"head": "multitask", "outputs": MULTITASK_OUTPUTS, "pooling": "max"},
+    ),
+    _pyment_v4(
+        "multi-2025-no-abcd", "564cd7b3b89f280f41abf126d063279def15c828",
+        "a6c1c4c7216212dbd4c901c2f229de9a15d23c46", _MULTITASK_FOR,
+        "see Leonardsen et al. 2025 (multi-2025 without ABCD)",
+        "the multi-2025 sources without ABCD",
+        {"head": "multitask", "outputs": MULTITASK_OUTPUTS, "pooling": "max"},
+    ),
+    _pyment_v4(
+        "reg-2025", "a876e76e382b0da7375f81686a20620415817b7f",
+        "0748f0c6e83272d74735ba7b1a796a43519df66f",
+        "brain age in years, regression (linear output)",
+        "see Leonardsen et al. 2025", "68,570 scans from 26 sources",
+        {"head": "regression", "classes": 1, "output_range": None, "pooling": "avg"},
+    ),
+):
+    register(_spec)
+
+for _variant, _blob, _prior in (
+    ("g", "40e25e5b1c0061010b3dd03ae44d7068180398a8", "Gaussian prior; the recommended model"),
+    ("u", "8be4aa4a5da9bec3c553f5646da2907ad27c0ad1", "uniform prior"),
+):
+    register(
+        WeightSpec(
+            name=f"synthba-{_variant}",
+            architecture="densenet201",
+            files=(
+                FileSpec(
+                    f"synthba-{_variant}.pth",
+                    "https://raw.githubusercontent.com/LemuelPuglisi/SynthBA/"
+                    f"{SYNTHBA_COMMIT}/checkpoints/synthba-{_variant}.pth",
+                    git_blob_sha1=_blob,
+                ),
+            ),
+            format="monai-densenet",
+            trained_for=f"brain age in years from any MRI contrast and resolution ({_prior})",
+            license="MIT",
+            citation=SYNTHBA_CITATION,
+            source="https://github.com/LemuelPuglisi/SynthBA",
+            training_size="synthetic scans generated from brain segmentations "
+            "(domain randomisation)",
+            reported_error="see Puglisi et al. 2024",
+            preprocessing="synthba",
+            config={
+                "input_shape": (130, 130, 130, 1),
+                "bn_epsilon": 1e-5,
+                "classes": 1,
+                "classifier_activation": None,
+                "output_scale": 100.0,
+            },
+        )
+    )
+
+#: MedicalNet depth -> checkpoint file (the 23-dataset variants where published)
+MEDICALNET_FILES = {
+    10: "resnet_10_23dataset.pth",
+    18: "resnet_18_23dataset.pth",
+    34: "resnet_34_23dataset.pth",
+    50: "resnet_50_23dataset.pth",
+    101: "resnet_101.pth",
+    152: "resnet_152.pth",
+    200: "resnet_200.pth",
+}
+for _depth, _file in MEDICALNET_FILES.items():
+    register(
+        WeightSpec(
+            name="medicalnet",
+            variant=f"resnet{_depth}",
+            architecture=f"resnet{_depth}",
+            files=(
+                FileSpec(
+                    f"medicalnet-{_file}",
+                    f"https://huggingface.co/TencentMedicalNet/MedicalNet-Resnet{_depth}/"
+                    f"resolve/main/{_file}",
+                ),
+            ),
+            format="medicalnet",
+            trained_for="3D medical image segmentation on 23 datasets (backbone features; "
+            "no classifier)",
+            license="MIT",
+            citation=MEDICALNET_CITATION,
+            source="https://github.com/Tencent/MedicalNet",
+            training_size="23 public segmentation datasets (CT and MRI)",
+            reported_error="see Chen et al. 2019",
+            preprocessing="medicalnet",
+            config={
+                "input_shape": (160, 192, 160, 1),
+                "block_layout": "medicalnet",
+                "bn_epsilon": 1e-5,
+            },
+        )
+    )
+
 #: the variant used when a name is given without one
 DEFAULT_VARIANTS = {"brain-age-2022": "regression", "dementia-2024": "fold-0"}
 
@@ -242,6 +399,17 @@ def get_spec(weights, architecture=None, head=None):
         key = f"{key}:{HEAD_VARIANTS[key][head]}"
     elif ":" not in key and key in DEFAULT_VARIANTS:
         key = f"{key}:{DEFAULT_VARIANTS[key]}"
+    if key not in REGISTRY and ":" not in key and architecture is not None:
+        for spec in REGISTRY.values():
+            if spec.name == key and spec.architecture == architecture:
+                key = spec.key
+                break
+        else:
+            families = sorted(s.architecture for s in REGISTRY.values() if s.name == key)
+            if families:
+                raise ValueError(
+                    f"Weights {weights!r} exist for {', '.join(families)}, not {architecture!r}."
+                )
     if key not in REGISTRY:
         known = sorted({s.name for s in REGISTRY.values()} | set(REGISTRY))
         raise ValueError(
@@ -263,6 +431,7 @@ LIST_COLUMNS = (
     ("license", "license"),
     ("reported error", "reported_error"),
     ("input shape", "input_shape"),
+    ("verified by", "verification"),
 )
 
 
@@ -292,6 +461,7 @@ def list_weights(architecture=None, print_fn=print):
             "citation": spec.citation,
             "source": spec.source,
             "training_size": spec.training_size,
+            "verification": spec.verification,
         })
     if print_fn is not None and rows:
         widths = [max(len(title), *(len(str(r[key])) for r in rows)) for title, key in LIST_COLUMNS]

@@ -200,6 +200,7 @@ def _collect(obj, source, prefix=""):
 
 
 def _read_legacy(f, source):
+    file_size = os.fstat(f.fileno()).st_size
     magic = _plain_load(f, source)
     if magic != LEGACY_MAGIC_NUMBER:
         raise CheckpointError(f"{source}: not a PyTorch checkpoint (bad magic number).")
@@ -227,6 +228,11 @@ def _read_legacy(f, source):
             raise CheckpointError(
                 f"{source}: storage {key!r} says {numel} elements, the pickle {storage.numel}."
             )
+        if nbytes > file_size - f.tell():
+            raise CheckpointError(
+                f"{source}: truncated in storage {key!r} (needs {nbytes} bytes, "
+                f"{file_size - f.tell()} left)."
+            )
         raw = f.read(nbytes)
         if len(raw) != nbytes:
             raise CheckpointError(
@@ -252,13 +258,15 @@ def _read_zip(path, source):
             member = f"{root}data/{key}"
             if member not in names:
                 raise CheckpointError(f"{source}: storage file {member!r} is missing.")
-            raw = archive.read(member)
             nbytes = storage.numel * storage.storage_type.itemsize
-            if len(raw) < nbytes:
+            size = archive.getinfo(member).file_size
+            if size < nbytes:
                 raise CheckpointError(
-                    f"{source}: storage {member!r} has {len(raw)} bytes, expected {nbytes}."
+                    f"{source}: storage {member!r} has {size} bytes, expected {nbytes}."
                 )
-            storage.array = _decode(raw[:nbytes], storage.storage_type, byteorder)
+            with archive.open(member) as stream:
+                raw = stream.read(nbytes)
+            storage.array = _decode(raw, storage.storage_type, byteorder)
     return obj
 
 

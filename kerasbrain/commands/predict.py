@@ -1,0 +1,83 @@
+"""``kerasbrain predict``: predictions for every scan, one CSV row each."""
+
+import argparse
+import os
+import sys
+import tempfile
+import warnings
+
+HELP = "predict every scan with a pretrained or fine-tuned model; write one CSV row per scan"
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "predict", help=HELP, description=HELP + ".",
+        epilog="Examples:\n"
+               "  kerasbrain predict sub-01_T1w.nii.gz --weights ukb -o ages.csv\n"
+               "  kerasbrain predict bids/ --model finetuned.keras --age-column age --qc qc/ -o out.csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="NIfTI/MGZ files, folders (searched recursively), BIDS datasets "
+                             "(folder with participants.tsv) or CSV/TSV tables with a path column")
+    parser.add_argument("--weights", metavar="NAME|PATH",
+                        help="registry weights (see `kerasbrain weights list`), or a .keras file; "
+                             "with --model: whose preprocessing to use when the model has no sidecar")
+    parser.add_argument("--model", metavar="FILE.keras",
+                        help="a saved model (its preprocessing comes from FILE.json next to it)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="CSV file to write")
+    parser.add_argument("--table", metavar="FILE",
+                        help="CSV/TSV with participant_id (or id) and labels to join by scan id")
+    parser.add_argument("--age-column", metavar="NAME",
+                        help="column of chronological age: adds the brain-age gap "
+                             "(default: 'age' when present and the model predicts age)")
+    parser.add_argument("--bias-correction", metavar="FILE.json",
+                        help="fitted kerasbrain.brainage.BiasCorrection (JSON) for the gap")
+    parser.add_argument("--path-column", default="path", help="image path column of tables")
+    parser.add_argument("--qc", metavar="DIR", help="write one PNG of the preprocessed central slices per scan")
+    parser.add_argument("--batch-size", type=int, default=4, help="scans per model call (default 4)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args):
+    from kerasbrain import inference
+
+    if not args.model and not args.weights:
+        raise ValueError("give --weights NAME|PATH or --model FILE.keras")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    model_path = args.model or (args.weights if str(args.weights).endswith(".keras") else None)
+    if model_path:
+        predictor = inference.Predictor.from_model(model_path, weights=None if args.model is None
+                                                   else args.weights)
+    elif os.path.exists(args.weights):
+        raise ValueError(f"--weights {args.weights}: a weights file needs its architecture; "
+                         "save the whole model as .keras and pass --model")
+    else:
+        predictor = inference.Predictor.from_weights(args.weights)
+
+    scans = inference.collect_inputs(args.inputs, path_column=args.path_column)
+    if args.table:
+        scans = inference.merge_table(scans, args.table)
+    age_column = args.age_column
+    if age_column is None and "age" in scans.columns and predictor.info.get("brain_age_task"):
+        age_column = "age"
+    print(f"predicting {len(scans)} scan(s)", file=sys.stderr)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = predictor.predict(scans, batch_size=args.batch_size, qc_dir=args.qc,
+                                   age_column=age_column, bias_correction=args.bias_correction)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".csv.part")
+    os.close(fd)
+    result.to_csv(tmp, index=False, float_format="%.6g")
+    os.replace(tmp, args.output)
+    print(f"wrote {args.output} ({len(result)} rows)" + (f"; QC images in {args.qc}" if args.qc else ""),
+          file=sys.stderr)
+    return 0
