@@ -33,13 +33,17 @@ def _cohort(n=12, seed=0):
     return x, {"dx": dx, "age": age}
 
 
-class EagerHyperModel(tuning.FineTuningHyperModel):
-    """Runs eagerly: tiny models train faster without tracing."""
+_BUILD = tuning.FineTuningHyperModel.build
 
-    def build(self, hp):
-        model = super().build(hp)
-        model.run_eagerly = True
-        return model
+
+def _eager_build(self, hp):
+    model = _BUILD(self, hp)
+    model.run_eagerly = True  # tiny models train faster without compiling a graph
+    return model
+
+
+class EagerHyperModel(tuning.FineTuningHyperModel):
+    build = _eager_build
 
 
 def _tasks():
@@ -124,7 +128,7 @@ def test_space_overrides_and_strategies(tmp_path):
     # the backbone is copied: building never changes the given backbone's weights
     backbone = _backbone()
     before = [w.copy() for w in backbone.get_weights()]
-    model = tuning.FineTuningHyperModel(backbone, [kb.tasks.Binary("dx")]).build(
+    model = EagerHyperModel(backbone, [kb.tasks.Binary("dx")]).build(
         tuning.fixed_hyperparameters({"strategy": "full", "learning_rate": 0.1})
     )
     x, y = _cohort(4)
@@ -148,6 +152,7 @@ def test_bad_input_errors(tmp_path):
 
 
 def test_tune_command_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(tuning.FineTuningHyperModel, "build", _eager_build)
     x, y = _cohort(8)
     np.savez(tmp_path / "cohort.npz", x=x[..., 0], dx=y["dx"], subject=np.arange(8) // 2)
     config = {

@@ -293,7 +293,13 @@ def _augmented_dataset(x, y, sample_weight, strength, batch_size, seed):
     dataset = tf.data.Dataset.from_tensor_slices(elements).shuffle(n, seed=seed)
     dataset = dataset.batch(batch_size)
 
+    # layer by layer: each augmentation layer switches to TensorFlow ops inside tf.data
+    # whatever the Keras backend; the Sequential around them would not
+    steps = layer.layers if isinstance(layer, keras.Sequential) else [layer]
+
     def augment(volumes, *rest):
-        return (layer(volumes, training=True), *rest)
+        for step in steps:
+            volumes = step(volumes, training=True)
+        return (volumes, *rest)
 
     return dataset.map(augment).prefetch(2)
