@@ -159,9 +159,10 @@ def markdown(rows):
     ]
     for r in rows:
         timing = f"{r['fwd_bwd_s']:.2f} @{r['size']}^3" if r.get("fwd_bwd_s") else "-"
+        memory = f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") else "-"
         lines.append(
             f"| {r['name']} | {r['params'] / 1e6:.1f} M | {r['gflops_160x192x160']:.0f} | "
-            f"{r['min_size']} | {timing} | {r.get('peak_rss_mb', 0):.0f} |"
+            f"{r['min_size']} | {timing} | {memory} |"
         )
     return "\n".join(lines)
 

@@ -91,13 +91,17 @@ def main(argv=None):
     for backend in args.backends.split(","):
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-        done = subprocess.run(
+        child = subprocess.Popen(
             [sys.executable, __file__, "--child", "--repeats", str(args.repeats)],
-            env=env, capture_output=True, text=True, check=False,
+            env=env, stdout=subprocess.PIPE, text=True,
         )
-        found = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-        if done.returncode != 0 or not found:
-            print(f"{backend}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+        found = []
+        for line in child.stdout:
+            if line.startswith("{"):
+                found.append(json.loads(line))
+                print(line.strip(), flush=True)
+        if child.wait() != 0 or not found:
+            print(f"{backend}: failed (exit code {child.returncode})", file=sys.stderr)
         rows.extend(found)
 
     header = (

@@ -350,3 +350,7 @@ def test_imagenet_errors():
             build(weights="imagenet", include_top=False)
     with pytest.raises(ValueError, match="block_layout='keras'"):
         resnet.ResNet50(weights="imagenet", include_top=False, block_layout="medicalnet")
+    with pytest.raises(ValueError, match="filters=64"):
+        resnet.ResNet50(weights="imagenet", include_top=False, filters=4)
+    with pytest.raises(ValueError, match="growth_rate=32"):
+        densenet.DenseNet121(weights="imagenet", include_top=False, growth_rate=2)

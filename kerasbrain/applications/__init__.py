@@ -29,7 +29,14 @@ __all__ += [
     "ResNet50V2", "ResNet101V2", "ResNet152V2", "ViT", "ViTB16", "ViTL16",
     "densenet", "inception_v3", "inflate", "load_imagenet", "resnet", "resnet_v2", "vit",
 ]
-from kerasbrain.applications import efficientnet, efficientnet_v2, mobilenet_v2
+from kerasbrain.applications import convnext, efficientnet, efficientnet_v2, mobilenet_v2
+from kerasbrain.applications.convnext import (
+    ConvNeXtBase,
+    ConvNeXtLarge,
+    ConvNeXtSmall,
+    ConvNeXtTiny,
+    ConvNeXtXLarge,
+)
 from kerasbrain.applications.efficientnet import (
     EfficientNetB0,
     EfficientNetB1,
@@ -52,9 +59,10 @@ from kerasbrain.applications.efficientnet_v2 import (
 from kerasbrain.applications.mobilenet_v2 import MobileNetV2
 
 __all__ += [
+    "ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtSmall", "ConvNeXtTiny", "ConvNeXtXLarge",
     "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4",
     "EfficientNetB5", "EfficientNetB6", "EfficientNetB7", "EfficientNetV2B0",
     "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3", "EfficientNetV2S",
     "EfficientNetV2M", "EfficientNetV2L", "MobileNetV2",
-    "efficientnet", "efficientnet_v2", "mobilenet_v2",
+    "convnext", "efficientnet", "efficientnet_v2", "mobilenet_v2",
 ]

@@ -104,10 +104,14 @@ def DenseNet(
         classes = config["classes"]
         classifier_activation = config.get("classifier_activation", classifier_activation)
     input_shape = _common.volume_shape(input_shape, MIN_SIZE, include_top, family)
+    if weights == "imagenet" and (growth_rate, stem_filters) != (32, 64):
+        raise ValueError(
+            f"{family}: weights='imagenet' needs the published widths growth_rate=32 and "
+            f"stem_filters=64, got {growth_rate} and {stem_filters}."
+        )
     _common.check_weights_args(
         weights, include_top, classes, input_shape, family,
-        imagenet_available=depth is not None
-        and (growth_rate, stem_filters) == (32, 64) or weights != "imagenet",
+        imagenet_available=depth is not None,
     )
 
     with _common.remat_scope(remat):

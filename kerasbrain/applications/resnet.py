@@ -134,9 +134,11 @@ def ResNet(
             "keras.applications' 2D ResNets); the medicalnet layout has other strides "
             "and no convolution biases."
         )
+    if weights == "imagenet" and filters != 64:
+        raise ValueError(f"{family}: weights='imagenet' needs filters=64, got {filters}.")
     _common.check_weights_args(
         weights, include_top, classes, input_shape, family,
-        imagenet_available=constructor_2d is not None or weights != "imagenet",
+        imagenet_available=constructor_2d is not None,
     )
 
     if spec is not None and include_top and "classes" not in config:

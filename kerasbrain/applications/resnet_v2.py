@@ -66,6 +66,8 @@ def ResNetV2(
     name = name or f"resnet{depth}v2"
     spec, weights_file = _common.resolve_weights(weights, architecture=f"resnet{depth}v2")
     input_shape = _common.volume_shape(input_shape, MIN_SIZE, include_top, family)
+    if weights == "imagenet" and filters != 64:
+        raise ValueError(f"{family}: weights='imagenet' needs filters=64, got {filters}.")
     _common.check_weights_args(weights, include_top, classes, input_shape, family)
 
     with _common.remat_scope(remat):
