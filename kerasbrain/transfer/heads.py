@@ -1,0 +1,171 @@
+"""Find the shared features and the per-output heads of a pretrained model, and carry a
+pretrained head over to a task (copied as is, or re-ranged to new bins / value range)."""
+
+import keras
+import numpy as np
+
+from kerasbrain.models import FEATURES, UNCERTAINTY, MultiTaskModel
+
+_HEAD_LAYERS = (keras.layers.Dense, keras.layers.Activation, keras.layers.ReLU,
+                keras.layers.Rescaling, keras.layers.Softmax)
+
+
+def _inbound_layer(layer):
+    node = layer._inbound_nodes[0]
+    parents = [t._keras_history.operation for t in node.input_tensors]
+    return parents[0] if len(parents) == 1 else None
+
+
+def _input_tensor(layer):
+    return layer._inbound_nodes[0].input_tensors[0]
+
+
+def split(model):
+    """Split a model into ``(backbone, heads, pretrained_tasks)``.
+
+    ``backbone`` maps the input to features (a nested backbone model when there is one);
+    ``heads`` maps each output name to its chain of head layers (input side first);
+    ``pretrained_tasks`` maps output names to their tasks (MultiTaskModel) or is empty.
+    A model whose outputs are not Dense heads is a backbone: ``heads`` is empty.
+    """
+    if isinstance(model, MultiTaskModel):
+        nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        heads = {}
+        for task in model.tasks:
+            chain = [layer for layer in model.layers
+                     if layer.name == task.name or layer.name.startswith(task.name + "_")]
+            heads[task.name] = chain
+        if len(nested) == 1:
+            return nested[0], heads, {task.name: task for task in model.tasks}
+        features = model.get_layer(FEATURES) if FEATURES in [layer.name for layer in model.layers] else None
+        if features is None:
+            raise ValueError(f"cannot find the backbone of MultiTaskModel {model.name!r}.")
+        backbone = keras.Model(model.inputs, features.output, name=f"{model.name}_backbone")
+        return backbone, heads, {task.name: task for task in model.tasks}
+
+    heads, starts = {}, []
+    for tensor in model.outputs:
+        layer = tensor._keras_history.operation
+        chain = []
+        while isinstance(layer, _HEAD_LAYERS) and layer.name not in (FEATURES, UNCERTAINTY):
+            chain.insert(0, layer)
+            if isinstance(layer, keras.layers.Dense):
+                break
+            layer = _inbound_layer(layer)
+        if not chain or not isinstance(chain[0], keras.layers.Dense):
+            return model, {}, {}
+        heads[chain[-1].name] = chain
+        start = _input_tensor(chain[0])
+        previous = start._keras_history.operation
+        if isinstance(previous, keras.layers.Dropout):
+            start = _input_tensor(previous)
+        starts.append(start)
+    if any(s is not starts[0] for s in starts[1:]):
+        raise ValueError(f"the heads of {model.name!r} do not share one feature tensor; pass "
+                         "the backbone (a model that outputs the shared features) instead.")
+    backbone = keras.Model(model.inputs, starts[0], name=f"{model.name}_backbone")
+    return backbone, heads, {}
+
+
+def copy_layer(layer):
+    """A new layer with the same config and weights (built on first call)."""
+    return layer.__class__.from_config(layer.get_config())
+
+
+def apply_copied_head(x, chain, task, rename_last=True):
+    """Apply copies of ``chain``'s layers to ``x``; the last one is renamed to the task."""
+    for i, layer in enumerate(chain):
+        config = layer.get_config()
+        if rename_last and i == len(chain) - 1:
+            config["name"] = task.name
+        elif not layer.name.startswith(task.name + "_"):
+            config["name"] = f"{task.name}_{layer.name}"
+        new = layer.__class__.from_config(config)
+        x = new(x)
+        new.set_weights(layer.get_weights())
+    return x
+
+
+def check_compatible(chain, task):
+    """Raise unless the pretrained head's output size fits the task."""
+    units = chain[0].units if isinstance(chain[0], keras.layers.Dense) else None
+    expected = {"regression": 1, "binary": 1,
+                "categorical": getattr(task, "n_classes", None),
+                "soft_classification": getattr(task, "bins", None),
+                "ranking": getattr(task, "thresholds", None)}[task.kind]
+    head_units = [layer for layer in chain if isinstance(layer, keras.layers.Dense)][-1].units
+    if head_units != expected:
+        raise ValueError(
+            f"the pretrained head for task {task.name!r} has {head_units} outputs but "
+            f"{task!r} needs {expected}; pass rerange={{{task.name!r}: <old range>}} or "
+            f"replace the head (replace_heads=True).")
+    return units
+
+
+def rerange_weights(old_kernel, old_bias, task, old_range):
+    """Map a pretrained output layer's weights to ``task``'s bins / range.
+
+    Args:
+        old_kernel, old_bias: the pretrained output Dense weights.
+        task: the new task.
+        old_range: soft classification: the old ``bin_range``; ranking: the old
+            ``value_range``; regression: ``(low, high)`` of a clamped head whose output is
+            ``low + dense``, or ``{"scale": s, "offset": o}`` for ``o + s * dense``.
+
+    Soft classification: bins with the same centre are copied; new bins outside the old
+    range start from the nearest edge bin with logits lowered by 1 per bin of distance.
+    Ranking: thresholds with the same value are copied; new ones beyond the old range
+    start from the nearest edge threshold with the logit shifted by the distance.
+    Regression: the old output is re-expressed in the task's (standardised) units.
+
+    Returns:
+        ``(kernel, bias)`` for the task's output Dense layer.
+    """
+    if task.kind == "regression":
+        if isinstance(old_range, dict):
+            scale, offset = float(old_range["scale"]), float(old_range["offset"])
+        else:
+            scale, offset = 1.0, float(old_range[0])
+        mean, std = task._scale()
+        return old_kernel * scale / std, (old_bias * scale + offset - mean) / std
+    old_low, old_high = (float(v) for v in old_range)
+    if task.kind == "soft_classification":
+        old_bins = old_kernel.shape[1]
+        step = (old_high - old_low) / old_bins
+        old_centres = old_low + step * (np.arange(old_bins) + 0.5)
+        index = np.abs(task.centres[:, None] - old_centres[None]).argmin(axis=1)
+        distance = np.maximum(old_centres[0] - task.centres, task.centres - old_centres[-1])
+        return old_kernel[:, index], old_bias[index] - np.maximum(distance, 0) / step
+    if task.kind == "ranking":
+        old_thresholds = old_low + np.arange(1, old_kernel.shape[1] + 1) - 0.5
+        new_thresholds = task.value_range[0] + np.arange(1, task.thresholds + 1) - 0.5
+        index = np.abs(new_thresholds[:, None] - old_thresholds[None]).argmin(axis=1)
+        return old_kernel[:, index], old_bias[index] + (old_thresholds[index] - new_thresholds)
+    raise ValueError(f"task {task.name!r} ({type(task).__name__}) has no range to re-range; "
+                     "rerange applies to SoftClassification, Ranking and Regression tasks.")
+
+
+def old_range_of(task):
+    """The ``old_range`` argument of ``rerange_weights`` for a pretrained task."""
+    if task.kind == "soft_classification":
+        return task.bin_range
+    if task.kind == "ranking":
+        return task.value_range
+    if task.kind == "regression":
+        mean, std = task._scale()
+        return {"scale": std, "offset": mean}
+    return None
+
+
+def output_dense(model, task):
+    """The Dense layer producing ``task``'s output in a MultiTaskModel."""
+    for name in (task.name, f"{task.name}_dense"):
+        try:
+            layer = model.get_layer(name)
+        except ValueError:
+            continue
+        if isinstance(layer, keras.layers.Dense):
+            return layer
+    raise ValueError(f"no output Dense layer for task {task.name!r}.")
+
+
