@@ -20,6 +20,8 @@ Config keys (``load_config`` fills the defaults)::
     callbacks: {early_stopping: {patience: 5}, reduce_lr_on_plateau: {patience: 3}}
     output: runs/experiment
     seed: 0
+    precision: mixed_bfloat16                   # scale keys: see kerasbrain.scale
+    distribution: {devices: all}                # (jit_compile, gradient_accumulation_steps, remat)
 
 Outputs in ``output``: ``model.keras`` (final), ``checkpoints/best.keras``,
 ``history.csv``, ``config.json``; ``backup/`` holds the state of an unfinished run, so
@@ -48,6 +50,9 @@ DEFAULTS = {
     "callbacks": {},
     "output": None,
     "seed": 0,
+    # kerasbrain.scale: precision, XLA, accumulation, remat, data parallelism
+    **dict.fromkeys(("precision", "jit_compile", "gradient_accumulation_steps", "remat",
+                     "distribution")),
 }
 KNOWN_CALLBACKS = ("early_stopping", "reduce_lr_on_plateau")
 
@@ -105,6 +110,12 @@ def load_config(path, command="train", overrides=None):
         if name not in KNOWN_CALLBACKS:
             raise ValueError(f"{path}: unknown callback {name!r}; known: {KNOWN_CALLBACKS}.")
     config["tasks"] = [_task_spec(spec, path, i) for i, spec in enumerate(config["tasks"])]
+    from kerasbrain import scale
+
+    try:
+        scale.parse_config(config)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     return config
 
 
@@ -131,15 +142,16 @@ def build_tasks(config):
     return out
 
 
-def load_data(source, tasks, batch_size, shuffle, seed):
-    """A data source from the config -> ``tf.data.Dataset`` or ``(x, y, sample_weight)``."""
+def load_data(source, tasks, batch_size, shuffle, seed, **shards):
+    """A data source from the config -> ``tf.data.Dataset`` or ``(x, y, sample_weight)``.
+    ``shards``: ``num_shards``/``shard_index`` of this host (TFRecords)."""
     from kerasbrain import tasks as tasks_lib
 
     if "tfrecords" in source:
         from kerasbrain import data
 
         return data.tfrecord_dataset(source["tfrecords"], labels=[t.name for t in tasks],
-                                     batch_size=batch_size, shuffle=shuffle, seed=seed)
+                                     batch_size=batch_size, shuffle=shuffle, seed=seed, **shards)
     if "npz" in source:
         import numpy as np
 
@@ -235,20 +247,28 @@ def run_config(config, extra_callbacks=()):
     output = config["output"]
     os.makedirs(os.path.join(output, "checkpoints"), exist_ok=True)
     tasks = build_tasks(config)
-    batch_size = int(config["data"].get("batch_size", 4))
-    train = load_data(config["data"]["train"], tasks, batch_size, True, config["seed"])
+    from kerasbrain import scale
+
+    plan = scale.from_config(config)  # before any model is built
+    data_kwargs = plan.data_kwargs(int(config["data"].get("batch_size", 4)))
+    batch_size = data_kwargs.pop("batch_size")  # this host's share of the global batch
+    train = load_data(config["data"]["train"], tasks, batch_size, True, config["seed"], **data_kwargs)
     validation = None
     if config["data"].get("validation"):
-        validation = load_data(config["data"]["validation"], tasks, batch_size, False, config["seed"])
-    model = build_model(config, tasks)
-    _write_json(os.path.join(output, "config.json"), {**config, "tasks": config["tasks"]})
-    fit_args = {"epochs": int(config["epochs"]), "validation_data": validation,
-                "callbacks": [*callbacks(config, validation is not None), *extra_callbacks]}
-    if isinstance(train, tuple):
-        x, y, weights = train
-        model.fit(x, y, sample_weight=weights, batch_size=batch_size, shuffle=True, **fit_args)
-    else:
-        model.fit(train, **fit_args)
+        validation = load_data(config["data"]["validation"], tasks, batch_size, False, config["seed"],
+                               **data_kwargs)
+    train, validation = (plan.shard_arrays(*d) if isinstance(d, tuple) else plan.prepare_dataset(d)
+                         for d in (train, validation))
+    with plan.scope():
+        model = plan.apply(build_model(config, tasks))
+        _write_json(os.path.join(output, "config.json"), {**config, "tasks": config["tasks"]})
+        fit_args = {"epochs": int(config["epochs"]), "validation_data": validation,
+                    "callbacks": [*callbacks(config, validation is not None), *extra_callbacks]}
+        if isinstance(train, tuple):
+            x, y, weights = train
+            model.fit(x, y, sample_weight=weights, batch_size=batch_size, shuffle=True, **fit_args)
+        else:
+            model.fit(train, **fit_args)
     final = os.path.join(output, "model.keras")
     partial = os.path.join(output, "model.partial.keras")
     model.save(partial)
