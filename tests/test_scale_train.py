@@ -35,7 +35,7 @@ def _config(tmp_path, **scale_keys):
 
 def test_train_config_with_bfloat16_and_accumulation(tmp_path):
     path = _config(tmp_path, precision="mixed_bfloat16", gradient_accumulation_steps=2,
-                   distribution={"devices": 1}, jit_compile=False)
+                   distribution={"devices": 1})
     assert cli.main(["train", str(path)]) == 0
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
     conv = next(layer for layer in model._flatten_layers() if layer.name == "block0_conv")
