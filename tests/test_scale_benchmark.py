@@ -53,6 +53,8 @@ def test_cpu_tiny_run_writes_table_and_json(tmp_path):
             c["keras_bf16_volumes_per_s"] / c["torch_amp_bf16_volumes_per_s"])
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="graph definitions only: checked once, on the TensorFlow run")
 def test_benchmark_models_are_sfcn():
     from kerasbrain.applications import SFCN
 

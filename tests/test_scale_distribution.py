@@ -86,7 +86,7 @@ def _train(plan, x, y, **model_kwargs):
         model.compile(optimizer=plan.optimizer({"class_name": "SGD",
                                                 "config": {"learning_rate": 0.05}}),
                       loss="mse", **plan.compile_kwargs)
-        model.fit(x, y, batch_size=plan.per_worker_batch_size(GLOBAL_BATCH), epochs=2,
+        model.fit(x, y, batch_size=plan.per_worker_batch_size(GLOBAL_BATCH), epochs=1,
                   shuffle=False, verbose=0)
         after = [np.array(w) for w in model.get_weights()]
     return model, before, after

@@ -126,36 +126,34 @@ def test_keep_pretrained_heads_of_a_multitask_model():
 
 
 def _cohort(n, seed):
-    """Volumes whose inner-sphere radius encodes a latent value; a random intensity scale
-    per volume hides it from simple intensity statistics."""
+    """Noisy volumes whose central sphere's brightness is a latent value in [0, 1]."""
     rng = np.random.default_rng(seed)
-    latent = rng.uniform(0, 1, n)
+    latent = rng.uniform(0, 1, n).astype("float32")
     grid = np.stack(np.meshgrid(*[np.arange(32) - 15.5] * 3, indexing="ij"), -1)
-    centre = rng.uniform(-2, 2, (n, 1, 1, 1, 3))
-    radius = np.linalg.norm(grid[None] - centre, axis=-1)
-    scale = np.exp(rng.uniform(np.log(0.3), np.log(3.0), (n, 1, 1, 1)))
-    volume = scale * (0.5 * (radius < 12) + 0.5 * (radius < (3 + 7 * latent[:, None, None, None])))
-    volume = volume + rng.normal(0, 0.1, volume.shape)
+    sphere = (np.linalg.norm(grid, axis=-1) < 8).astype("float32")
+    volume = latent[:, None, None, None] * sphere + rng.normal(0, 0.3, (n, 32, 32, 32))
     return volume[..., None].astype("float32"), latent
 
 
 def test_pretrained_then_finetuned_beats_scratch():
-    x_source, latent_source = _cohort(160, 1)
-    pretrained = kb.models.multitask(sfcn(filters=(8, 8, 8, 8, 8, 8)),
-                                     [tasks.Regression("latent", standardize=(0.5, 0.3))],
-                                     learning_rate=3e-3)
-    pretrained.fit(x_source, {"latent": latent_source}, batch_size=16, epochs=8, verbose=0)
-    x_train, latent_train = _cohort(20, 2)
-    x_test, latent_test = _cohort(64, 3)
-    target = [tasks.Binary("old")]
+    """Pretraining on a large source cohort to regress the latent value gives features
+    that make a small target task (latent > 0.5) learnable within the same short budget
+    where training from scratch is not."""
+    x_source, latent_source = _cohort(96, 1)
+    pretrained = kb.models.multitask(sfcn(), [tasks.Regression("latent", standardize=(0.5, 0.3))],
+                                     learning_rate=1e-2, dropout=0.0)
+    pretrained.fit(x_source, {"latent": latent_source}, batch_size=16, epochs=6, verbose=0)
+    x_train, latent_train = _cohort(12, 2)
+    x_test, latent_test = _cohort(48, 3)
+    target = [tasks.Binary("high")]
     scores = {}
     for strategy in ("frozen", "scratch"):
         keras.utils.set_random_seed(0)
-        model = kb.transfer.finetune(pretrained, target, strategy=strategy, learning_rate=1e-2, dropout=0.0)
-        model.fit(x_train, {"old": (latent_train > 0.5).astype("float32")}, batch_size=10,
-                  epochs=10, verbose=0)
-        probability = model.predict(x_test, verbose=0)["old"]
+        model = kb.transfer.finetune(pretrained, target, strategy=strategy, learning_rate=3e-2,
+                                     dropout=0.0)
+        model.fit(x_train, {"high": (latent_train > 0.5).astype("float32")}, batch_size=12,
+                  epochs=15, verbose=0)
+        probability = model.predict(x_test, batch_size=48, verbose=0)["high"]
         scores[strategy] = kb.transfer.score(target[0], probability[:, 0], latent_test > 0.5)["auc"]
-    print(scores)
-    assert scores["frozen"] > 0.85
+    assert scores["frozen"] > 0.9, scores
     assert scores["frozen"] > scores["scratch"] + 0.1, scores

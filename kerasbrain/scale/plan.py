@@ -133,6 +133,31 @@ class ScalePlan:
             optimizer = type(optimizer).from_config(config)
         return precision_lib.wrap_optimizer(optimizer, self.precision)
 
+    def shard_arrays(self, *arrays):
+        """This host's share of in-memory arrays (every ``num_workers``-th sample)."""
+        if self.num_workers == 1:
+            return arrays
+        return tuple(None if a is None else
+                     _tree_map(lambda v: v[self.worker_index::self.num_workers], a)
+                     for a in arrays)
+
+    def apply(self, model):
+        """Give a model compiled elsewhere (e.g. by ``kerasbrain.transfer.finetune``) this
+        run's gradient accumulation and ``jit_compile``, then `check` it. Its optimizer must
+        not be built yet (it is built by the first ``fit``)."""
+        optimizer = model.optimizer
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        steps = self.gradient_accumulation_steps
+        if steps and inner.gradient_accumulation_steps != steps:
+            if inner.built:
+                raise ValueError("gradient_accumulation_steps: the model's optimizer is already "
+                                 "built; apply the plan before the first fit.")
+            inner.gradient_accumulation_steps = steps
+        if self.jit_compile != "auto":
+            model.jit_compile = self.jit_compile
+        self.check(model)
+        return model
+
     def check(self, model):
         """Check a built model: float32 outputs under mixed precision, loss scaling under
         float16, and no rematerialised layer that takes a ``training`` argument."""
@@ -152,6 +177,14 @@ class ScalePlan:
         parts.append(f"replicas={self.num_replicas} ({self.num_devices} device(s) x "
                      f"{self.num_workers} host(s))")
         return ", ".join(parts)
+
+
+def _tree_map(fn, value):
+    if isinstance(value, dict):
+        return {k: _tree_map(fn, v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_tree_map(fn, v) for v in value)
+    return fn(value)
 
 
 def check_remat(model):

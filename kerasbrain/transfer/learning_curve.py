@@ -129,6 +129,20 @@ def _linear(tasks, train_features, train_labels, test_features):
     return values
 
 
+def _reuse_compiled(templates, strategy, model):
+    """The first model of a strategy is kept; later cells load their fresh weights into
+    it and reset its optimiser, so ``fit`` is traced once per strategy, not per cell."""
+    template = templates.get(strategy)
+    if template is None or model.two_phase:
+        templates[strategy] = model
+        return model
+    template.set_weights(model.get_weights())
+    for variable in template.optimizer.variables:
+        if not variable.path.endswith("learning_rate"):
+            variable.assign(np.zeros(variable.shape, variable.dtype))
+    return template
+
+
 def _write_atomic(path, text):
     tmp = f"{path}.tmp"
     with open(tmp, "w") as handle:
@@ -200,7 +214,8 @@ def learning_curve(
     cells_dir = os.path.join(out_dir, "cells") if out_dir else None
     if cells_dir:
         os.makedirs(cells_dir, exist_ok=True)
-    features = {}
+    tasks_lib.encode_labels(tasks, labels)  # checks labels, sets standardisation
+    features, templates = {}, {}
     rows = []
     for size in sizes:
         for resample in range(resamples):
@@ -223,12 +238,12 @@ def learning_curve(
                     keras.utils.set_random_seed(seed * 1000 + size * 10 + resample + number)
                     model = finetune(backbone, tasks, strategy=strategy,
                                      **{**finetune_kwargs, **per_strategy.get(strategy, {})})
+                    model = _reuse_compiled(templates, strategy, model)
                     y, w = tasks_lib.encode_labels(tasks, train_labels, adapt=False)
                     model.fit(x[index], y, sample_weight=w, epochs=epochs, batch_size=batch_size,
                               verbose=verbose, **(fit_kwargs or {}))
                     output = model.predict(x_test, batch_size=batch_size, verbose=0)
                     values = {task.name: _model_values(task, output[task.name]) for task in tasks}
-                    keras.backend.clear_session()
                 seconds = time.perf_counter() - start
                 cell = [
                     {"size": int(size), "resample": resample, "strategy": strategy, "task": task.name,
