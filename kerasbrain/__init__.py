@@ -18,6 +18,7 @@ _SUBMODULES = (
     "datasets",
     "layers",
     "models",
+    "scale",
     "tasks",
     "transfer",
     "tuning",

@@ -178,13 +178,17 @@ def _multitask_head(x, outputs, activation):
             1,
             activation=MULTITASK_ACTIVATIONS.get(name) if activation == "auto" else activation,
             name=name,
+            dtype="float32",
         )(x)
         for name in outputs
     }
 
 
 def _head(x, head, classes, activation, output_range):
-    """The dense output layer ``predictions`` (plus the clamp of a regression head)."""
+    """The dense output layer ``predictions`` (plus the clamp of a regression head).
+
+    Head layers compute in float32, so outputs stay float32 under mixed precision.
+    """
     if activation == "auto":
         activation = {
             "soft_classification": "softmax",
@@ -194,15 +198,17 @@ def _head(x, head, classes, activation, output_range):
             "regression": "clamp",
         }[head]
     if head == "regression":
-        x = keras.layers.Dense(classes, name="predictions")(x)
+        x = keras.layers.Dense(classes, name="predictions", dtype="float32")(x)
         if activation == "clamp":
             low, high = output_range
-            x = keras.layers.ReLU(max_value=high - low, name="clamp")(x)
-            x = keras.layers.Rescaling(1.0, offset=low, name="offset")(x)
+            x = keras.layers.ReLU(max_value=high - low, name="clamp", dtype="float32")(x)
+            x = keras.layers.Rescaling(1.0, offset=low, name="offset", dtype="float32")(x)
         elif activation is not None:
-            x = keras.layers.Activation(activation, name="activation")(x)
+            x = keras.layers.Activation(activation, name="activation", dtype="float32")(x)
         return x
-    return keras.layers.Dense(classes, activation=activation, name="predictions")(x)
+    return keras.layers.Dense(
+        classes, activation=activation, name="predictions", dtype="float32"
+    )(x)
 
 
 # ---------------------------------------------------------------------------------------
