@@ -8,7 +8,8 @@ numbers and picks a fast formulation per backend:
 - JAX on GPU/TPU: one grouped ``lax.conv_general_dilated``
   (``feature_group_count=channels``), a native depthwise kernel there. JAX on CPU: the
   sum over all kernel taps of strided input slices times per-channel weights, which XLA
-  fuses (its CPU grouped convolutions are slow).
+  fuses (its CPU grouped convolutions are slow), for kernels of up to 27 taps; larger
+  kernels use the depth-tap loop below.
 - TensorFlow and PyTorch: a loop over the ``kx`` taps of the first spatial axis, each a
   2D depthwise convolution (``tf.nn.depthwise_conv2d`` / ``torch`` grouped conv2d) of
   the matching ``(batch * x)`` slices over ``(y, z)``, summed.
@@ -23,6 +24,7 @@ import keras
 from keras import ops
 
 _FAST_GROUPED_BACKENDS = ("jax",)
+_MAX_FUSED_TAPS = 27  # larger kernels: depth-tap 2D convolutions (XLA compile time)
 
 
 def _jax_on_cpu():
@@ -188,7 +190,8 @@ class DepthwiseConv3D(keras.layers.Layer):
                 x = ops.pad(x, pads)
         kernel = ops.cast(self.kernel, x.dtype)
         backend = keras.backend.backend()
-        if backend == "jax" and _jax_on_cpu():
+        taps = self.kernel_size[0] * self.kernel_size[1] * self.kernel_size[2]
+        if backend == "jax" and _jax_on_cpu() and taps <= _MAX_FUSED_TAPS:
             y = self._shifted_products(x, kernel)
         elif backend in _FAST_GROUPED_BACKENDS:
             channels = kernel.shape[3] * kernel.shape[4]
