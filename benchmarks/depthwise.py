@@ -66,8 +66,8 @@ def _measure(repeats):
             model = keras.Model(inputs, layer(inputs))
             model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
             target = np.zeros(model.output_shape, dtype="float32")
-            row[f"{label} fwd_s"] = timed(lambda m=model: m.predict_on_batch(x))
-            row[f"{label} fwd_bwd_s"] = timed(lambda m=model, t=target: m.train_on_batch(x, t))
+            row[f"{label} fwd_s"] = timed(lambda m=model, x=x: m.predict_on_batch(x))
+            row[f"{label} fwd_bwd_s"] = timed(lambda m=model, x=x, t=target: m.train_on_batch(x, t))
         row["speedup_fwd"] = row["Conv3D(groups=C) fwd_s"] / row["DepthwiseConv3D fwd_s"]
         row["speedup_fwd_bwd"] = row["Conv3D(groups=C) fwd_bwd_s"] / row["DepthwiseConv3D fwd_bwd_s"]
         rows.append(row)

@@ -29,15 +29,15 @@ __all__ += [
     "ResNet50V2", "ResNet101V2", "ResNet152V2", "ViT", "ViTB16", "ViTL16",
     "densenet", "inception_v3", "inflate", "load_imagenet", "resnet", "resnet_v2", "vit",
 ]
-from kerasbrain.applications import convnext, efficientnet, efficientnet_v2, mobilenet_v2
-from kerasbrain.applications.convnext import (
+from kerasbrain.applications import convnext, efficientnet, efficientnet_v2, mobilenet_v2  # noqa: E402
+from kerasbrain.applications.convnext import (  # noqa: E402
     ConvNeXtBase,
     ConvNeXtLarge,
     ConvNeXtSmall,
     ConvNeXtTiny,
     ConvNeXtXLarge,
 )
-from kerasbrain.applications.efficientnet import (
+from kerasbrain.applications.efficientnet import (  # noqa: E402
     EfficientNetB0,
     EfficientNetB1,
     EfficientNetB2,
@@ -47,7 +47,7 @@ from kerasbrain.applications.efficientnet import (
     EfficientNetB6,
     EfficientNetB7,
 )
-from kerasbrain.applications.efficientnet_v2 import (
+from kerasbrain.applications.efficientnet_v2 import (  # noqa: E402
     EfficientNetV2B0,
     EfficientNetV2B1,
     EfficientNetV2B2,
@@ -56,7 +56,7 @@ from kerasbrain.applications.efficientnet_v2 import (
     EfficientNetV2M,
     EfficientNetV2S,
 )
-from kerasbrain.applications.mobilenet_v2 import MobileNetV2
+from kerasbrain.applications.mobilenet_v2 import MobileNetV2  # noqa: E402
 
 __all__ += [
     "ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtSmall", "ConvNeXtTiny", "ConvNeXtXLarge",

@@ -82,7 +82,7 @@ def correct_pad(inputs, kernel_size):
     if isinstance(kernel_size, int):
         kernel_size = (kernel_size,) * 3
     pads = []
-    for size, k in zip(inputs.shape[1:4], kernel_size):
+    for size, k in zip(inputs.shape[1:4], kernel_size, strict=True):
         adjust = 1 if size is None else 1 - size % 2
         pads.append((k // 2 - adjust, k // 2))
     return tuple(pads)

@@ -38,7 +38,7 @@ _B_BLOCKS = [
     (3, 8, 112, 192, 6, 0.25, 2, 0),
 ]
 DEFAULT_BLOCKS_ARGS = {
-    name: [dict(zip(_KEYS, row)) for row in rows]
+    name: [dict(zip(_KEYS, row, strict=True)) for row in rows]
     for name, rows in {
         "efficientnetv2-s": [
             (3, 2, 24, 24, 1, 0, 1, 1),

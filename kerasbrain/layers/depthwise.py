@@ -5,8 +5,11 @@ TensorFlow CPU backend it runs as a generic grouped convolution that is tens of 
 slower than a dense ``Conv3D`` of the same size. ``DepthwiseConv3D`` gives the same
 numbers and picks a fast formulation per backend:
 
-- JAX: one grouped ``lax.conv_general_dilated`` (``feature_group_count=channels``),
-  which XLA lowers to a native depthwise kernel.
+- JAX on GPU/TPU: one grouped ``lax.conv_general_dilated``
+  (``feature_group_count=channels``), a native depthwise kernel there. JAX on CPU: the
+  sum over all kernel taps of strided input slices times per-channel weights, which XLA
+  fuses (its CPU grouped convolutions are slow), for kernels of up to 27 taps; larger
+  kernels use the depth-tap loop below.
 - TensorFlow and PyTorch: a loop over the ``kx`` taps of the first spatial axis, each a
   2D depthwise convolution (``tf.nn.depthwise_conv2d`` / ``torch`` grouped conv2d) of
   the matching ``(batch * x)`` slices over ``(y, z)``, summed.
@@ -21,6 +24,13 @@ import keras
 from keras import ops
 
 _FAST_GROUPED_BACKENDS = ("jax",)
+_MAX_FUSED_TAPS = 27  # larger kernels: depth-tap 2D convolutions (XLA compile time)
+
+
+def _jax_on_cpu():
+    import jax
+
+    return jax.default_backend() == "cpu"
 
 
 def _triple(value, name):
@@ -179,7 +189,11 @@ class DepthwiseConv3D(keras.layers.Layer):
             if any(p != (0, 0) for p in pads):
                 x = ops.pad(x, pads)
         kernel = ops.cast(self.kernel, x.dtype)
-        if keras.backend.backend() in _FAST_GROUPED_BACKENDS:
+        backend = keras.backend.backend()
+        taps = self.kernel_size[0] * self.kernel_size[1] * self.kernel_size[2]
+        if backend == "jax" and _jax_on_cpu() and taps <= _MAX_FUSED_TAPS:
+            y = self._shifted_products(x, kernel)
+        elif backend in _FAST_GROUPED_BACKENDS:
             channels = kernel.shape[3] * kernel.shape[4]
             grouped = ops.reshape(kernel, self.kernel_size + (1, channels))
             y = ops.conv(
@@ -193,6 +207,35 @@ class DepthwiseConv3D(keras.layers.Layer):
         if self.activation is not None:
             y = self.activation(y)
         return y
+
+    def _shifted_products(self, x, kernel):
+        """Sum over all kernel taps of strided input slices times per-channel weights.
+
+        Elementwise work that XLA fuses into one pass; its CPU convolutions are slow for
+        grouped kernels.
+        """
+        multiplier = self.depth_multiplier
+        if multiplier > 1:
+            x = ops.repeat(x, multiplier, axis=-1)
+        kernel = ops.reshape(kernel, self.kernel_size + (-1,))
+        sizes = x.shape[1:4]
+        outs = [
+            (n - d * (k - 1) - 1) // s + 1
+            for n, k, s, d in zip(sizes, self.kernel_size, self.strides, self.dilation_rate, strict=True)
+        ]
+        (kx, ky, kz), (sx, sy, sz), (dx, dy, dz) = self.kernel_size, self.strides, self.dilation_rate
+        out = None
+        for i in range(kx):
+            for j in range(ky):
+                for k in range(kz):
+                    tap = x[
+                        :,
+                        i * dx : i * dx + (outs[0] - 1) * sx + 1 : sx,
+                        j * dy : j * dy + (outs[1] - 1) * sy + 1 : sy,
+                        k * dz : k * dz + (outs[2] - 1) * sz + 1 : sz,
+                    ] * kernel[i, j, k]
+                    out = tap if out is None else out + tap
+        return out
 
     def _depth_taps(self, x, kernel):
         """Sum over the ``kx`` taps of 2D depthwise convolutions of ``(batch*x)`` slices."""
