@@ -50,7 +50,7 @@ def test_learning_curve_table_resume_and_files(tmp_path, monkeypatch):
     monkeypatch.setattr(lc, "extract_features", lambda *a, **k: pytest.fail("features recomputed"))
     again = kb.transfer.learning_curve(data, task_list, **kwargs)
     assert calls == ["frozen"]
-    keep = (again["size"] != 12) | (again.resample != 1) | (again.strategy != "frozen")
+    keep = (again["size"] != 12) | (again["resample"] != 1) | (again["strategy"] != "frozen")
     assert (~keep).sum() == 5  # the recomputed cell: 5 metrics
     pd.testing.assert_frame_equal(again[keep].reset_index(drop=True),
                                   table[keep].reset_index(drop=True))
