@@ -43,6 +43,7 @@ def main():
     parser.add_argument("--strategies", nargs="+", default=["scratch", "frozen", "full", "linear"])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--pretrain", type=int, default=300, help="source cohort size")
+    parser.add_argument("--pretrain-epochs", type=int, default=10)
     parser.add_argument("--pool", type=int, default=150)
     parser.add_argument("--test", type=int, default=100)
     parser.add_argument("--out", default="runs/learning_curve_synthetic")
@@ -57,11 +58,11 @@ def main():
         keras.utils.set_random_seed(0)
         x_source, source = cohort(args.pretrain, 1)
         backbone = kb.applications.SFCN(weights=None, include_top=False, input_shape=(32, 32, 32, 1),
-                                        pooling="avg", filters=(8, 8, 8, 8, 8, 8))
+                                        pooling="avg", filters=(4, 4, 4, 4, 4, 4))
         pretrained = kb.models.multitask(backbone, [kb.tasks.Regression("latent", standardize=(0.5, 0.29))],
                                          learning_rate=3e-3, dropout=0.0)
         pretrained.fit(x_source, {"latent": source["latent"].to_numpy()}, batch_size=16,
-                       epochs=10, verbose=2)
+                       epochs=args.pretrain_epochs, verbose=2)
         pretrained.save(weights + ".partial.keras")
         os.replace(weights + ".partial.keras", weights)
     pretrain_seconds = time.perf_counter() - start
