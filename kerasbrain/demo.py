@@ -41,7 +41,8 @@ class DemoConfig:
         filters: SFCN widths (six blocks).
         pretrain_epochs, finetune_epochs, batch_size (pretraining), finetune_batch_size,
             learning_rate (pretraining; fine-tuning uses a third of it, a frozen
-            backbone's new head ten times it): training settings.
+            backbone's new head, a linear probe without dropout, ten times it): training
+            settings.
         seed: seeds the cohorts, the draws and the weights.
     """
 
@@ -218,7 +219,7 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
         out_dir=curve_dir,
         seed=config.seed,
         finetune_kwargs={"learning_rate": config.learning_rate / 3,
-                         "frozen": {"learning_rate": config.learning_rate * 10 / 3}},
+                         "frozen": {"learning_rate": config.learning_rate * 10 / 3, "dropout": 0.0}},
     )
     files["results_csv"] = os.path.join(curve_dir, "results.csv")
     files["summary_csv"] = os.path.join(curve_dir, "summary.csv")
