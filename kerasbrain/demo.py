@@ -56,9 +56,9 @@ class DemoConfig:
     resamples: int = 3
     small_age_range: tuple = (55.0, 85.0)
     missing: float = 0.3
-    filters: tuple = (8, 16, 32, 32, 32, 32)
+    filters: tuple = (4, 8, 16, 32, 32, 32)
     pretrain_epochs: int = 10
-    finetune_epochs: int = 15
+    finetune_epochs: int = 12
     batch_size: int = 16
     finetune_batch_size: int = 8
     learning_rate: float = 3e-3
@@ -69,7 +69,7 @@ class DemoConfig:
     def quick(cls):
         """About half the work of the default."""
         return cls(n_pretrain=320, n_small=140, n_test=60, sizes=(12, 24, 48), pretrain_epochs=8,
-                   finetune_epochs=12)
+                   finetune_epochs=10)
 
     @classmethod
     def tiny(cls):
