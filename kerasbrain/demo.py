@@ -10,8 +10,8 @@
 4. write the pretrained model (``pretrained.keras`` + ``pretrained.json``, ready for
    ``kerasbrain predict``), the results CSV, a learning-curve PNG and a brain-age PNG.
 
-    import kerasbrain as kb
-    result = kb.demo.run("demo-output", kb.demo.DemoConfig.quick())
+    from kerasbrain import demo
+    result = demo.run("demo-output", demo.DemoConfig.quick())
 """
 
 import dataclasses
