@@ -18,6 +18,7 @@ import _shared
 import numpy as np
 
 import kerasbrain as kb
+from kerasbrain import inference
 
 
 def main(argv=None):
@@ -34,20 +35,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.weights:
-        predictor = kb.inference.Predictor.from_weights(args.weights)
+        predictor = inference.Predictor.from_weights(args.weights)
     else:
-        predictor = kb.inference.Predictor.from_model(args.model or _shared.DEMO_MODEL)
+        predictor = inference.Predictor.from_model(args.model or _shared.DEMO_MODEL)
     if not predictor.info.get("brain_age_task"):
         parser.error("the model has no age output (brain_age_task in its sidecar)")
     os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         if args.data:
-            scans = kb.inference.collect_inputs(args.data)
+            scans = inference.collect_inputs(args.data)
         else:  # synthetic scans from two sites the model has not seen, written as NIfTI
             print(f"no --data: writing {args.n} synthetic scans from unseen sites 7 and 8")
             grid = predictor.preprocessor.shape or tuple(args.shape)
             kb.datasets.make_cohort(args.n, grid, sites=[7, 8], seed=args.seed, out_dir=tmp)
-            scans = kb.inference.collect_inputs(tmp)
+            scans = inference.collect_inputs(tmp)
         result = predictor.predict(scans, age_column=args.age_column, qc_dir=args.qc)
 
     task = predictor.info["brain_age_task"]
@@ -62,7 +63,7 @@ def main(argv=None):
     scores = kb.brainage.metrics(predicted[test], age[test], corrected[test])
     print(f"test half ({len(test)} scans): " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
 
-    kb.inference.save_bias_correction(correction, os.path.join(args.out, "bias_correction.json"))
+    inference.save_bias_correction(correction, os.path.join(args.out, "bias_correction.json"))
     result.to_csv(os.path.join(args.out, "brain_age.csv"), index=False, float_format="%.4g")
     plot(age, predicted, corrected, test, os.path.join(args.out, "brain_age.png"), args.method)
     print(f"wrote {args.out}/brain_age.csv, bias_correction.json, brain_age.png")

@@ -14,6 +14,7 @@ import _shared
 import keras
 
 import kerasbrain as kb
+from kerasbrain import inference
 
 
 def main(argv=None):
@@ -33,7 +34,7 @@ def main(argv=None):
     parser.add_argument("--out", default="finetuned.keras")
     args = parser.parse_args(argv)
 
-    pretrained = kb.inference.Predictor.from_model(args.model)
+    pretrained = inference.Predictor.from_model(args.model)
     x, table = _shared.load_data(args, pretrained.preprocessor, sites=[7], age_range=(55, 85),
                                  disease_prevalence=0.5)
     tasks = _shared.parse_tasks(args.task)
@@ -54,7 +55,7 @@ def main(argv=None):
         scores = kb.transfer.score(task, values, table[task.name].to_numpy(dtype=object)[test])
         print(f"{task.name} on {len(test)} held-out scans ({args.strategy}): "
               + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-    kb.inference.save_model(model, args.out, pretrained.preprocessor, volumes=x[train][:64, ..., 0],
+    inference.save_model(model, args.out, pretrained.preprocessor, volumes=x[train][:64, ..., 0],
                             description=f"{args.strategy} fine-tuning of {args.model} on {args.task}")
     print(f"saved {args.out}")
 

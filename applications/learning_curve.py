@@ -15,6 +15,7 @@ import argparse
 import _shared
 
 import kerasbrain as kb
+from kerasbrain import inference
 
 
 def main(argv=None):
@@ -33,7 +34,7 @@ def main(argv=None):
     parser.add_argument("--out", default="learning-curve", help="output folder")
     args = parser.parse_args(argv)
 
-    pretrained = kb.inference.Predictor.from_model(args.model)
+    pretrained = inference.Predictor.from_model(args.model)
     x, table = _shared.load_data(args, pretrained.preprocessor, sites=[7], age_range=(55, 85),
                                  disease_prevalence=0.5)
     pool, test = _shared.split(len(x), args.test_size / len(x), args.seed)

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 import kerasbrain as kb
+from kerasbrain import inference
 
 
 def main(argv=None):
@@ -53,11 +54,11 @@ def main(argv=None):
 
     ranges = {t.name: (float(np.nanmin(table[t.name])), float(np.nanmax(table[t.name])))
               for t in tasks if t.kind == "regression"}
-    kb.inference.save_model(model, args.out, prep, volumes=x[:64, ..., 0], output_ranges=ranges,
+    inference.save_model(model, args.out, prep, volumes=x[:64, ..., 0], output_ranges=ranges,
                             brain_age_task="age" if "age" in ranges else None,
                             description=f"multi-task SFCN pretrained on {len(x)} scans: {args.tasks}")
     final = {k: round(float(v[-1]), 4) for k, v in history.history.items() if k.startswith("val_")}
-    print(f"validation: {final}\nsaved {args.out} and {kb.inference.sidecar_path(args.out)}")
+    print(f"validation: {final}\nsaved {args.out} and {inference.sidecar_path(args.out)}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import _shared
 import numpy as np
 
 import kerasbrain as kb
+from kerasbrain import inference
 from kerasbrain.transfer import heads
 
 
@@ -32,7 +33,7 @@ def main(argv=None):
     parser.add_argument("--out", default="tuning", help="tuner folder (re-running resumes)")
     args = parser.parse_args(argv)
 
-    pretrained = kb.inference.Predictor.from_model(args.model)
+    pretrained = inference.Predictor.from_model(args.model)
     x, table = _shared.load_data(args, pretrained.preprocessor, sites=[7], age_range=(55, 85),
                                  disease_prevalence=0.5)
     tasks = _shared.parse_tasks(args.task)

@@ -10,8 +10,8 @@
 4. write the pretrained model (``pretrained.keras`` + ``pretrained.json``, ready for
    ``kerasbrain predict``), the results CSV, a learning-curve PNG and a brain-age PNG.
 
-    import kerasbrain as kb
-    result = kb.demo.run("demo-output", kb.demo.DemoConfig.quick())
+    from kerasbrain import demo
+    result = demo.run("demo-output", demo.DemoConfig.quick())
 """
 
 import dataclasses
@@ -39,24 +39,28 @@ class DemoConfig:
         small_age_range: ages of the small (clinical-like) cohort.
         missing: share of each pretraining label that is removed.
         filters: SFCN widths (six blocks).
-        pretrain_epochs, finetune_epochs, batch_size, learning_rate: training settings.
+        pretrain_epochs, finetune_epochs, batch_size (pretraining), finetune_batch_size,
+            learning_rate (pretraining; fine-tuning uses a third of it, a frozen
+            backbone's new head, a linear probe without dropout, ten times it): training
+            settings.
         seed: seeds the cohorts, the draws and the weights.
     """
 
     shape: tuple = (32, 32, 32)
-    n_pretrain: int = 640
+    n_pretrain: int = 500
     pretrain_sites: tuple = (0, 1, 2, 3, 4)
-    n_small: int = 220
-    n_test: int = 100
+    n_small: int = 180
+    n_test: int = 80
     unseen_site: int = 7
-    sizes: tuple = (20, 40, 80)
+    sizes: tuple = (16, 32, 64)
     resamples: int = 3
     small_age_range: tuple = (55.0, 85.0)
     missing: float = 0.3
-    filters: tuple = (8, 16, 32, 32, 32, 32)
-    pretrain_epochs: int = 12
-    finetune_epochs: int = 25
+    filters: tuple = (4, 8, 16, 32, 32, 32)
+    pretrain_epochs: int = 10
+    finetune_epochs: int = 12
     batch_size: int = 16
+    finetune_batch_size: int = 8
     learning_rate: float = 3e-3
     strategies: tuple = STRATEGIES
     seed: int = 0
@@ -64,15 +68,15 @@ class DemoConfig:
     @classmethod
     def quick(cls):
         """About half the work of the default."""
-        return cls(n_pretrain=400, n_small=180, n_test=80, sizes=(16, 32, 64), pretrain_epochs=10,
-                   finetune_epochs=20)
+        return cls(n_pretrain=320, n_small=140, n_test=60, sizes=(12, 24, 48), pretrain_epochs=8,
+                   finetune_epochs=10)
 
     @classmethod
     def tiny(cls):
         """Seconds: for tests (one training size; scratch, frozen and linear only)."""
-        return cls(n_pretrain=128, n_small=64, n_test=40, sizes=(12,), resamples=3,
+        return cls(n_pretrain=128, n_small=72, n_test=40, sizes=(24,), resamples=3,
                    strategies=("scratch", "frozen", "linear"), filters=(4, 8, 8, 8, 8, 8),
-                   pretrain_epochs=5, finetune_epochs=6, batch_size=8)
+                   pretrain_epochs=6, finetune_epochs=6, batch_size=8)
 
 
 @dataclasses.dataclass
@@ -146,6 +150,11 @@ def pretrain(x, table, config, log=print):
     y, w = tasks_lib.encode_labels(tasks, labels)
     backbone = applications.SFCN(weights=None, include_top=False, input_shape=(*config.shape, 1),
                                  pooling="avg", filters=config.filters, dropout=0.0)
+    # BatchNorm moving statistics must settle within a short run: momentum from the step count.
+    steps = config.pretrain_epochs * int(np.ceil(0.85 * len(x) / config.batch_size))
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(min(0.99, max(0.8, 1.0 - 10.0 / steps)))
     model = models.multitask(backbone, tasks, dropout=0.2)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     log(f"pretraining a multi-task SFCN ({backbone.count_params():,} backbone parameters) on "
@@ -206,10 +215,11 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
         test=(x_small[test], small.iloc[test].reset_index(drop=True)),
         backbone=transfer.heads.split(model)[0],  # the pretrained trunk; strategies add new heads
         epochs=config.finetune_epochs,
-        batch_size=config.batch_size,
+        batch_size=config.finetune_batch_size,
         out_dir=curve_dir,
         seed=config.seed,
-        finetune_kwargs={"learning_rate": config.learning_rate / 3},
+        finetune_kwargs={"learning_rate": config.learning_rate / 3,
+                         "frozen": {"learning_rate": config.learning_rate * 10 / 3, "dropout": 0.0}},
     )
     files["results_csv"] = os.path.join(curve_dir, "results.csv")
     files["summary_csv"] = os.path.join(curve_dir, "summary.csv")

@@ -1,8 +1,8 @@
 """Batch prediction on brain scans: inputs -> preprocessing -> model -> one row per scan.
 
-    import kerasbrain as kb
-    predictor = kb.inference.Predictor.from_model("pretrained.keras")   # or .from_weights("ukb")
-    scans = kb.inference.collect_inputs(["participants.tsv"])           # files, folders, BIDS, tables
+    from kerasbrain import inference
+    predictor = inference.Predictor.from_model("pretrained.keras")   # or .from_weights("ukb")
+    scans = inference.collect_inputs(["participants.tsv"])           # files, folders, BIDS, tables
     table = predictor.predict(scans, age_column="age", qc_dir="qc/")
 
 A model saved with `save_model` carries its preprocessing in a sidecar JSON next to the

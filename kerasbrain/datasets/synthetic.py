@@ -70,7 +70,7 @@ def make_cohort(
     *,
     age_range=(20.0, 90.0),
     disease_prevalence=0.3,
-    disease_years=12.0,
+    disease_years=20.0,
     fov_mm=192.0,
     out_dir=None,
     orientation="RAS",
