@@ -16,6 +16,7 @@ _SUBMODULES = (
     "brainage",
     "data",
     "datasets",
+    "inference",
     "layers",
     "models",
     "scale",
