@@ -16,6 +16,7 @@ _SUBMODULES = (
     "brainage",
     "data",
     "datasets",
+    "demo",
     "inference",
     "layers",
     "models",
