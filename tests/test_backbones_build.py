@@ -182,12 +182,14 @@ def test_vit_builds_and_counts():
     assert model.count_params() == vit_params((2, 3, 2), 16, 32, 2, 64, classes=3)
 
 
+@pytest.mark.slow
 def test_vit_b16_full_size_count():
     model = applications.ViTB16(include_top=False, pooling="token", input_shape=(16, 16, 16, 1))
     assert model.output.shape == (None, 768)
     assert model.count_params() == vit_params((1, 1, 1), 16, 768, 12, 3072)
 
 
+@pytest.mark.slow
 def test_inception_v3_builds_with_top():
     model = applications.InceptionV3(input_shape=(75, 75, 75, 1), classes=5)
     assert model.output.shape == (None, 5)

@@ -48,18 +48,21 @@ def _check_property(model_2d, model_3d, layer_2d, layer_3d, image_size, depth, m
     return f2, f3
 
 
+@pytest.mark.slow
 def test_resnet50_inflation_property():
     m2 = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(None, None, 3))
     m3 = resnet.ResNet50(include_top=False, input_shape=(None, None, None, 1))
     _check_property(m2, m3, "conv2_block3_out", "conv2_block3_out", 32, 48)
 
 
+@pytest.mark.slow
 def test_densenet121_inflation_property():
     m2 = keras.applications.DenseNet121(weights=None, include_top=False, input_shape=(None, None, 3))
     m3 = densenet.DenseNet121(include_top=False, input_shape=(None, None, None, 1))
     _check_property(m2, m3, "pool2_pool", "pool2_pool", 32, 80)
 
 
+@pytest.mark.slow
 def test_inception_v3_inflation_property():
     m2 = keras.applications.InceptionV3(weights=None, include_top=False, input_shape=(None, None, 3))
     m3 = inception_v3.InceptionV3(include_top=False, input_shape=(None, None, None, 1))

@@ -114,6 +114,7 @@ def test_keras_round_trip_and_forward(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), out, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_convnext_round_trip(tmp_path):
     model = convnext.ConvNeXtTiny(
         include_top=True, weights=None, input_shape=SMALL, classes=2, drop_path_rate=0.1
@@ -152,6 +153,7 @@ def _inflation_check(constructor_3d, constructor_2d, layer_name, size=64, depth=
     np.testing.assert_allclose(got / scale, features_2d / scale, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_inflation_property_mobilenet_v2():
     # block_2 is at 1/4 resolution with a receptive field of 19 voxels: the central of its
     # 8 slices sees no z border of a 32-slice volume.
@@ -159,6 +161,7 @@ def test_inflation_property_mobilenet_v2():
                      "block_2_add", depth=32, alpha=0.35)
 
 
+@pytest.mark.slow
 def test_inflation_property_efficientnet_b0():
     # The first squeeze-excite pools over the whole volume, z borders included, so the
     # property holds up to the last map before it (stem, normalization, depthwise).
@@ -166,6 +169,7 @@ def test_inflation_property_efficientnet_b0():
                      "block1a_activation", depth=32)
 
 
+@pytest.mark.slow
 def test_inflation_property_convnext_tiny():
     _inflation_check(convnext.ConvNeXtTiny, keras.applications.ConvNeXtTiny,
                      "convnext_tiny_stage_0_block_0_identity", depth=32, include_preprocessing=False)

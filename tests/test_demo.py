@@ -8,6 +8,7 @@ import pytest
 
 from kerasbrain import demo, inference
 
+pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):

@@ -35,6 +35,7 @@ class Interrupt(keras.callbacks.Callback):
         raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_train_is_killed_and_resumes(config_file, tmp_path):
     config = train_command.load_config(str(config_file), "train")
     with pytest.raises(KeyboardInterrupt):

@@ -135,6 +135,7 @@ def _cohort(n, seed):
     return volume[..., None].astype("float32"), latent
 
 
+@pytest.mark.slow
 def test_pretrained_then_finetuned_beats_scratch():
     """Pretraining on a large source cohort to regress the latent value gives features
     that make a small target task (latent > 0.5) learnable within the same short budget

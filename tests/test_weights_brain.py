@@ -223,6 +223,7 @@ def test_medicalnet_weights_refuse_a_classifier_top():
         ResNet(10, weights="medicalnet", input_shape=SHAPE)
 
 
+@pytest.mark.slow
 def test_finetuning_from_the_converted_multitask_model_keeps_and_adds_heads():
     pretrained = SFCN(weights=str(FIXTURES / "pyment_v4_multitask"), input_shape=SHAPE)
     tasks = [kb.tasks.Regression("age"), kb.tasks.Binary("diagnosis")]
