@@ -278,14 +278,16 @@ for _spec in (
         "9c208ca0bcc3969ceb281ba63a8cee4944a63157", _MULTITASK_FOR,
         "age MAE 2.23 years (validation), 3.35 (20 unseen cohorts)",
         "68,570 scans from 26 sources",
-        {"head": "multitask", "outputs": MULTITASK_OUTPUTS, "pooling": "max"},
+        {"head": "multitask", "classes": len(MULTITASK_OUTPUTS), "outputs": MULTITASK_OUTPUTS,
+         "pooling": "max"},
     ),
     _pyment_v4(
         "multi-2025-no-abcd", "564cd7b3b89f280f41abf126d063279def15c828",
         "a6c1c4c7216212dbd4c901c2f229de9a15d23c46", _MULTITASK_FOR,
         "see Leonardsen et al. 2025 (multi-2025 without ABCD)",
         "the multi-2025 sources without ABCD",
-        {"head": "multitask", "outputs": MULTITASK_OUTPUTS, "pooling": "max"},
+        {"head": "multitask", "classes": len(MULTITASK_OUTPUTS), "outputs": MULTITASK_OUTPUTS,
+         "pooling": "max"},
     ),
     _pyment_v4(
         "reg-2025", "a876e76e382b0da7375f81686a20620415817b7f",
