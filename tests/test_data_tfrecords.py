@@ -114,6 +114,18 @@ def test_rerun_skips_finished_shards_and_rewrites_changed_ones(tmp_path):
     assert read_all(out)["sub-04"][1]["age"] == 99.0
 
 
+def test_rerun_with_fewer_shards_removes_the_old_ones(tmp_path):
+    table, _ = make_cohort(tmp_path)
+    out = tmp_path / "out"
+    write_tfrecords(table, out, shards=3, workers=1, progress=False)
+    (out / "notes.txt").write_text("mine")
+    write_tfrecords(table, out, shards=2, workers=1, progress=False)
+    assert sorted(os.listdir(out)) == [
+        "data-00000-of-00002.tfrecord", "data-00001-of-00002.tfrecord", "manifest.json", "notes.txt",
+    ]
+    assert len(read_all(str(out / "data-*.tfrecord"))) == 6
+
+
 def test_interrupted_run_leaves_only_complete_shards(tmp_path):
     table, _ = make_cohort(tmp_path)
     os.remove(tmp_path / "sub-03.nii.gz")  # row 3 is in the second of three shards

@@ -202,6 +202,7 @@ def write_tfrecords(
     manifest_path = os.path.join(out_dir, MANIFEST)
     _write_json(manifest_path, manifest)
     shutil.rmtree(partial, ignore_errors=True)
+    _remove_stale_shards(out_dir, prefix, names)
     return WriteReport(manifest, manifest_path, written, reused, skipped)
 
 
@@ -358,6 +359,15 @@ def _finished(out_dir, partial, name, fingerprint):
         return None
     entry["skipped"] = [tuple(s) for s in entry["skipped"]]
     return entry
+
+
+def _remove_stale_shards(out_dir, prefix, names):
+    """Delete ``<prefix>-*-of-*.tfrecord`` files of an earlier run that the manifest no longer lists."""
+    keep = set(names)
+    for name in os.listdir(out_dir):
+        stale = name.startswith(prefix + "-") and "-of-" in name and name.endswith(".tfrecord")
+        if stale and name not in keep:
+            os.remove(os.path.join(out_dir, name))
 
 
 def _manifest_to_sidecars(out_dir, partial):
