@@ -15,9 +15,12 @@ Correction uses chronological age, so it inflates R^2 and r: always report the
 uncorrected MAE too (``metrics`` does).
 """
 
+import warnings
+
 import numpy as np
 
 METHODS = ("cole", "beheshti", "smith")
+MIN_SLOPE = 0.1  # below it a correction is warned about: the model does not track age
 
 
 def _pair(predicted, age):
@@ -66,6 +69,14 @@ class BiasCorrection:
             self.slope_, self.intercept_ = (float(v) for v in np.polyfit(age, predicted, 1))
             if self.slope_ == 0:
                 raise ValueError("the fitted slope of predicted on age is 0; cannot correct.")
+            if abs(self.slope_) < MIN_SLOPE:
+                warnings.warn(
+                    f"the fitted slope of predicted on age is {self.slope_:.3g} (< {MIN_SLOPE}): the "
+                    "predictions barely follow age on this data, so the corrected ages are "
+                    + ("amplified noise" if self.method == "cole" else "mostly chronological age")
+                    + ". Check the model and preprocessing on these scans before correcting.",
+                    stacklevel=2,
+                )
         return self
 
     def _design(self, age):

@@ -8,8 +8,9 @@
 A model saved with `save_model` carries its preprocessing in a sidecar JSON next to the
 ``.keras`` file (``model.keras`` -> ``model.json``): the `Preprocessor` config, the output
 ranges, and what the training inputs looked like (field of view, intensity percentiles,
-a 16^3 mean template), which `Predictor` uses to warn about inputs that do not look like
-the training data (wrong field of view, permuted or flipped axes, intensity range) and
+a 16^3 mean template and how closely training scans match it), which `Predictor` uses to
+warn about inputs that do not look like the training data (wrong field of view, permuted
+or flipped axes, intensity range, a scan unlike any training scan) and
 about predictions that pile up at the edge of the output range.
 """
 
@@ -165,8 +166,12 @@ def save_model(model, path, preprocessor, volumes=None, output_ranges=None, brai
     if volumes is not None:
         volumes = np.asarray(volumes, dtype="float32").reshape(len(volumes), *np.shape(volumes)[1:4])
         info["intensity_percentiles"] = [float(v) for v in np.percentile(volumes, [1, 99])]
-        template = np.mean([_small(v) for v in volumes], axis=0)
+        small = [_small(v) for v in volumes]
+        template = np.mean(small, axis=0)
         info["template"] = np.round(template, 4).ravel().tolist()
+        if len(small) >= 5:  # how closely training inputs resemble their mean
+            r = [_correlation(v, template) for v in small]
+            info["template_correlation"] = [float(v) for v in np.percentile(r, [1, 50])]
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp_model = os.path.join(directory, f".{os.path.basename(path)}.part.keras")
@@ -281,7 +286,8 @@ class Predictor:
 
         Returns:
             DataFrame: the input columns, then ``predicted_<task>`` per task (class
-            probabilities as ``predicted_<task>_<k>``), then the brain-age columns.
+            probabilities as ``predicted_<task>_<k>``), then the brain-age columns, then
+            ``input_warnings`` (the scan's `InputWarning` messages, ``""`` if none).
         """
         import keras
 
@@ -290,7 +296,7 @@ class Predictor:
         if qc_dir is not None:
             os.makedirs(qc_dir, exist_ok=True)
         bar = keras.utils.Progbar(len(scans), unit_name="scan") if progress else None
-        outputs = []
+        outputs, notes = [], []
         for start in range(0, len(scans), batch_size):
             rows = scans.iloc[start:start + batch_size]
             batch = []
@@ -298,6 +304,7 @@ class Predictor:
                 array, volume, problems = self.preprocess(path)
                 for problem in problems:
                     warnings.warn(f"{path}: {problem}", InputWarning, stacklevel=2)
+                notes.append("; ".join(problems))
                 if qc_dir is not None:
                     save_qc_png(volume, os.path.join(qc_dir, f"{scan_id}.png"), title=str(scan_id))
                 batch.append(array)
@@ -321,6 +328,7 @@ class Predictor:
                 result[f"predicted_{column}"] = values
         self._check_ranges(result)
         self._brain_age(result, age_column, bias_correction)
+        result["input_warnings"] = notes
         return result
 
     # -- checks ------------------------------------------------------------------------
@@ -357,11 +365,18 @@ class Predictor:
             template = np.asarray(template, dtype="float32").reshape((TEMPLATE_SIZE,) * 3)
             best, best_r, identity_r = _best_orientation(_small(array), template)
             gain = best_r - identity_r  # a left-right flip of a symmetric head gains ~0
+            floor = self.info.get("template_correlation", [None])[0]
             if best != "identity" and gain > 0.02 and gain > 0.4 * (1.0 - identity_r):
                 problems.append(
                     f"looks {best} relative to the training inputs (correlation with the mean "
                     f"training image {identity_r:.2f} as stored, {best_r:.2f} after that change): "
                     "check the orientation in the header")
+            elif floor is not None and identity_r < floor - 0.1:
+                problems.append(
+                    f"does not look like the training inputs: correlation with their mean image "
+                    f"{identity_r:.2f}, where training scans had {floor:.2f} or more (other contrast, "
+                    "head coverage, skull stripping or registration?); predictions are not "
+                    "meaningful until the scan is prepared like the training data")
         return problems
 
     def _check_ranges(self, result):
@@ -473,13 +488,15 @@ def _orientation_changes():
     return _ORIENTATION_CHANGES
 
 
+def _correlation(a, b):
+    """Pearson correlation of two arrays of the same shape."""
+    a = (a - a.mean()) / (a.std() + 1e-8)
+    return float(np.mean(a * (b - b.mean()) / (b.std() + 1e-8)))
+
+
 def _best_orientation(small, template):
     """Which axis permutation/flip of ``small`` correlates best with ``template``."""
-    t = (template - template.mean()) / (template.std() + 1e-8)
-    scores = {}
-    for name, change in _orientation_changes().items():
-        v = change(small)
-        scores[name] = float(np.mean((v - v.mean()) / (v.std() + 1e-8) * t))
+    scores = {name: _correlation(change(small), template) for name, change in _orientation_changes().items()}
     best = max(scores, key=scores.get)
     return best, scores[best], scores["identity"]
 

@@ -68,3 +68,15 @@ def test_bad_input():
         brainage.BiasCorrection().fit([50.0, 51.0], [60.0, 60.0])
     with pytest.raises(ValueError, match="NaN"):
         brainage.gap([np.nan], [1.0])
+
+
+def test_flat_predictions_warn_before_correcting(cohort, recwarn):
+    _, age = cohort
+    flat = 50 + 0.02 * age + np.random.default_rng(0).normal(0, 1, age.size)  # ignores age
+    with pytest.warns(UserWarning, match=r"slope of predicted on age is 0\.0\d.*amplified noise"):
+        brainage.BiasCorrection("cole").fit(flat, age)
+    with pytest.warns(UserWarning, match="mostly chronological age"):
+        brainage.BiasCorrection("beheshti").fit(flat, age)
+    predicted, _ = cohort
+    brainage.BiasCorrection("cole").fit(predicted, age)  # slope 0.7: no warning
+    assert not [w for w in recwarn if "slope" in str(w.message)]

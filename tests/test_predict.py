@@ -111,6 +111,28 @@ def test_permuted_axes_warn(dataset, tmp_path):
         predictor.predict(inference.collect_inputs(dataset["scans"]), progress=False)
 
 
+def test_scan_unlike_the_training_scans_warns(dataset, tmp_path):
+    volumes, table = make_cohort(8, shape=SHAPE, sites=[0, 1, 2, 3], seed=5)
+    prep = preprocessor()
+    training = np.stack([prep(_ras_volume(v)) for v in volumes])
+    inference.save_model(dataset["model"], tmp_path / "model.keras", prep, volumes=training)
+    predictor = inference.Predictor.from_model(tmp_path / "model.keras")
+    floor, median = predictor.info["template_correlation"]
+    assert 0.8 < floor <= median < 1.0
+    # a head shifted down by a fifth of the field of view with a bright neck slab below it:
+    # an unregistered scan with more head coverage than the training scans
+    moved = np.roll(dataset["volumes"][0], -6, axis=2)
+    moved[8:24, 8:24, :8] = moved.max()
+    write_cohort(moved[None], dataset["table"].iloc[:1], tmp_path / "moved", spacing=SPACING)
+    with pytest.warns(inference.InputWarning, match="does not look like the training inputs"):
+        result = predictor.predict(inference.collect_inputs(tmp_path / "moved"), progress=False)
+    assert result["input_warnings"][0].startswith("does not look like the training inputs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", inference.InputWarning)
+        result = predictor.predict(inference.collect_inputs(dataset["scans"]), progress=False)
+    assert list(result["input_warnings"]) == ["", "", ""]
+
+
 def test_saturated_outputs_warn(dataset, tmp_path):
     model = tiny_model(age_bias=90.0)
     model.get_layer("age_dense").set_weights([np.zeros((4, 1)), np.zeros(1)])

@@ -1,11 +1,13 @@
 """``kerasbrain predict``: predictions for every scan, one CSV row each."""
 
 import argparse
+import collections
 import os
 import sys
 import tempfile
 import warnings
 
+MAX_SHOWN = 5  # warnings of one kind printed; the rest are counted
 HELP = "predict every scan with a pretrained or fine-tuned model; write one CSV row per scan"
 
 
@@ -69,8 +71,16 @@ def run(args):
         warnings.simplefilter("always")
         result = predictor.predict(scans, batch_size=args.batch_size, qc_dir=args.qc,
                                    age_column=age_column, bias_correction=args.bias_correction)
+    shown = collections.Counter()
     for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+        kind = warning.category.__name__
+        shown[kind] += 1
+        if shown[kind] <= MAX_SHOWN:
+            print(f"warning: {warning.message}", file=sys.stderr)
+    for kind, count in shown.items():
+        if count > MAX_SHOWN:
+            print(f"warning: {count - MAX_SHOWN} more {kind}s; the input_warnings column of "
+                  f"{args.output} lists them per scan", file=sys.stderr)
 
     out_dir = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(out_dir, exist_ok=True)
