@@ -1,8 +1,9 @@
 """Shared test set-up. The Keras backend comes from KERAS_BACKEND (tensorflow by default).
 
-Tests marked ``backend_independent`` (file formats, registry, downloads, tf.data writing)
-exercise no Keras backend code; they run once, on the TensorFlow backend, to keep the
-JAX run lean.
+Tests marked ``backend_independent`` check something that does not depend on the Keras
+backend (file formats, registry, downloads, tf.data writing, layer structure, checkpoint
+name mapping, search orchestration); they run once, on the TensorFlow backend, to keep the
+JAX run lean. Each backend-specific path they touch has its own test on both backends.
 """
 
 import os
@@ -17,7 +18,7 @@ import pytest  # noqa: E402
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "backend_independent: runs on the TensorFlow backend only (no backend code)"
+        "markers", "backend_independent: checks nothing backend-specific; runs on the TensorFlow backend only"
     )
 
 

@@ -47,6 +47,7 @@ def _weighted_layers(model):
     }
 
 
+@pytest.mark.backend_independent  # layer structure only
 @pytest.mark.parametrize(
     "constructor_3d,constructor_2d,kwargs",
     [

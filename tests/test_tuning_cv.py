@@ -192,6 +192,7 @@ def test_cv_tuner_trains_k_models_on_disjoint_folds(tmp_path):
     assert model.layers[2].units == best.hyperparameters["units"]
 
 
+@pytest.mark.backend_independent  # search logic; JAX: k-fold test
 def test_cv_tuner_grouped_folds_and_overridden_space(tmp_path):
     x, y = _data(30)
     groups = np.repeat(np.arange(10), 3)  # 10 subjects, 3 scans each
@@ -214,6 +215,7 @@ def test_cv_tuner_grouped_folds_and_overridden_space(tmp_path):
     assert table["mean"].is_monotonic_decreasing  # accuracy: best (highest) first
 
 
+@pytest.mark.backend_independent  # search logic; JAX: k-fold test
 def test_cv_tuner_objective_that_no_task_produces(tmp_path):
     x, y = _data()
     tuner = tuning.CVTuner(
@@ -237,6 +239,7 @@ def test_cv_tuner_bad_arguments(tmp_path):
         tuner.search(x, y[:5])
 
 
+@pytest.mark.backend_independent  # search logic; JAX: k-fold test
 @pytest.mark.parametrize("oracle", ["bayesian", "hyperband", "grid"])
 def test_cv_tuner_with_each_oracle(tmp_path, oracle):
     x, y = _data(12)

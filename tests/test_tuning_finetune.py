@@ -105,6 +105,7 @@ def _assert_same_model(a, b):
     assert [layer.get_config() for layer in a.layers[2:]] == [layer.get_config() for layer in b.layers[2:]]
 
 
+@pytest.mark.backend_independent  # search logic; JAX: random search test
 def test_space_overrides_and_strategies(tmp_path):
     hypermodel = tuning.FineTuningHyperModel(_backbone(), [kb.tasks.Binary("dx")], augmentation=False)
     hp = kt.HyperParameters()
@@ -151,6 +152,7 @@ def test_bad_input_errors(tmp_path):
         tuner.search(x, {"dx": y["dx"]}, epochs=1)
 
 
+@pytest.mark.backend_independent  # search logic; JAX: random search test
 def test_tune_command_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(tuning.FineTuningHyperModel, "build", _eager_build)
     x, y = _cohort(8)

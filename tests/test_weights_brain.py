@@ -54,6 +54,7 @@ def test_pyment_v4_regression_checkpoint_matches_tf_keras():
     )
 
 
+@pytest.mark.backend_independent  # name mapping; JAX parity: MedicalNet tests
 def test_monai_densenet201_state_dict_matches_monai():
     model = DenseNet201(
         weights=None, input_shape=SHAPE, classes=1, classifier_activation=None,
