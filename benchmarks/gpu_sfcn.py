@@ -15,7 +15,8 @@ Warm-up steps (and compilation) are excluded; timing synchronises with the devic
 (``block_until_ready`` / ``torch.cuda.synchronize``) before reading the clock. A batch
 that runs out of memory is recorded as ``"oom"``.
 
-Needs keras, jax, numpy (and torch for the reference); no TensorFlow, no kerasbrain.
+Needs keras, jax, numpy (and torch for the reference) and this repository's
+``kerasbrain/layers`` (keras only); no TensorFlow.
 
 Usage:
     python benchmarks/gpu_sfcn.py --json results.json            # GPU, full size
@@ -35,8 +36,9 @@ BINS = 40
 FULL_SHAPE = (160, 192, 160)
 TINY_SHAPE = (32, 32, 32)
 TINY_FILTERS = (4, 4, 8, 8, 8, 4)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-KERAS_SETTINGS = ("float32", "mixed_bfloat16", "float32+fastpool", "mixed_bfloat16+fastpool")
+KERAS_SETTINGS = ("float32", "mixed_bfloat16", "float32+maxpool3d", "mixed_bfloat16+maxpool3d")
 TORCH_SETTINGS = ("float32", "amp_bf16")
 
 
@@ -44,35 +46,22 @@ TORCH_SETTINGS = ("float32", "amp_bf16")
 # Keras on JAX
 
 
-def _block_max_pool(keras):
-    class BlockMaxPool3D(keras.layers.Layer):
-        """2x2x2 max pooling, stride 2, as a reshape and a max: its gradient is an
-        elementwise select that XLA fuses, where ``MaxPooling3D`` lowers to a
-        select-and-scatter."""
-
-        def call(self, x):
-            _, nx, ny, nz, c = x.shape
-            x = x[:, : nx // 2 * 2, : ny // 2 * 2, : nz // 2 * 2]
-            x = keras.ops.reshape(x, (-1, nx // 2, 2, ny // 2, 2, nz // 2, 2, c))
-            return keras.ops.max(x, axis=(2, 4, 6))
-
-        def compute_output_shape(self, shape):
-            return (shape[0], shape[1] // 2, shape[2] // 2, shape[3] // 2, shape[4])
-
-    return BlockMaxPool3D
-
-
-def keras_sfcn(shape, filters, fastpool=False):
+def keras_sfcn(shape, filters, maxpool3d=False):
     """SFCN with a soft-classification head returning float32 logits ``(batch, 40)``.
 
     Same graph as ``kerasbrain.applications.SFCN(weights=None)`` (conv -> BN -> ReLU ->
     max-pool x5, 1x1x1 conv -> BN -> ReLU, global average pool, dropout, dense); the head
-    is kept in float32 under a mixed policy.
+    is kept in float32 under a mixed policy. ``maxpool3d`` pools with
+    ``keras.layers.MaxPooling3D`` instead of kerasbrain's ``FastMaxPooling3D``.
     """
     import keras
 
+    sys.path.insert(0, ROOT)
+    from kerasbrain.layers.pooling import FastMaxPooling3D  # keras only
+
     inputs = keras.Input((*shape, 1), name="volume")
-    pool = _block_max_pool(keras) if fastpool else (lambda name: keras.layers.MaxPooling3D(2, name=name))
+    pool = (lambda name: keras.layers.MaxPooling3D(2, name=name)) if maxpool3d else (
+        lambda name: FastMaxPooling3D(2, name=name))
     x = inputs
     for i, width in enumerate(filters[:5]):
         x = keras.layers.Conv3D(width, 3, padding="same", name=f"block{i}_conv")(x)
@@ -114,7 +103,7 @@ def keras_worker(shape, filters, batches, settings, warmup, steps, repeats, out_
                 keras.mixed_precision.set_dtype_policy(policy)
                 try:
                     row.update(_keras_measure(jax, jnp, keras, np, device, shape, filters, batch,
-                                              warmup, steps, repeats, variant == "fastpool"))
+                                              warmup, steps, repeats, variant == "maxpool3d"))
                     row["status"] = "ok"
                 except Exception as error:  # noqa: BLE001 - record OOM, re-raise the rest
                     if not _is_oom(error):
@@ -130,8 +119,8 @@ def keras_worker(shape, filters, batches, settings, warmup, steps, repeats, out_
 
 
 def _keras_measure(jax, jnp, keras, np, device, shape, filters, batch, warmup, steps, repeats,
-                   fastpool=False):
-    model = keras_sfcn(shape, filters, fastpool=fastpool)
+                   maxpool3d=False):
+    model = keras_sfcn(shape, filters, maxpool3d=maxpool3d)
     optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
     optimizer.build(model.trainable_variables)
     state = (

@@ -46,3 +46,33 @@ def keras_home(tmp_path, monkeypatch):
     home.mkdir()
     monkeypatch.setenv("KERAS_HOME", str(home))
     return home
+
+
+def _gradients(loss, args):
+    """Gradients of the scalar ``loss(*args)`` with respect to each argument."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.grad(loss, argnums=tuple(range(len(args))))(*args)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        args = [tf.convert_to_tensor(a) for a in args]
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            value = loss(*args)
+        return tape.gradient(value, args)
+    if backend == "torch":
+        import torch
+
+        args = [torch.tensor(np.asarray(a), requires_grad=True) for a in args]
+        loss(*args).backward()
+        return [a.grad for a in args]
+    pytest.skip(f"no gradients on the {backend} backend")
+
+
+@pytest.fixture
+def gradients():
+    """``gradients(loss, args)``: gradients of the scalar ``loss(*args)`` w.r.t. each arg."""
+    return _gradients

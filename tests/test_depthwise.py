@@ -38,32 +38,8 @@ def _to_grouped(kernel):
     return ops.reshape(kernel, tuple(kernel.shape[:3]) + (1, kernel.shape[3] * kernel.shape[4]))
 
 
-def _grads(loss, args):
-    """Gradients of the scalar ``loss(*args)`` with respect to each argument."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return jax.grad(loss, argnums=tuple(range(len(args))))(*args)
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        args = [tf.convert_to_tensor(a) for a in args]
-        with tf.GradientTape() as tape:
-            tape.watch(args)
-            value = loss(*args)
-        return tape.gradient(value, args)
-    if backend == "torch":
-        import torch
-
-        args = [torch.tensor(np.asarray(a), requires_grad=True) for a in args]
-        loss(*args).backward()
-        return [a.grad for a in args]
-    pytest.skip(f"no gradients on the {backend} backend")
-
-
 @pytest.mark.parametrize("shape,kernel_size,strides,padding,multiplier,dilation", CASES)
-def test_matches_grouped_conv3d(shape, kernel_size, strides, padding, multiplier, dilation):
+def test_matches_grouped_conv3d(shape, kernel_size, strides, padding, multiplier, dilation, gradients):
     rng = np.random.default_rng(1)
     x = rng.normal(size=shape).astype("float32")
     layer = DepthwiseConv3D(
@@ -87,8 +63,8 @@ def test_matches_grouped_conv3d(shape, kernel_size, strides, padding, multiplier
     def ref_loss(k, b, xx):
         return ops.sum(conv.stateless_call([_to_grouped(k), b], [], xx)[0] * r)
 
-    got = _grads(fast_loss, [kernel, bias, x])
-    want = _grads(ref_loss, [kernel, bias, x])
+    got = gradients(fast_loss, [kernel, bias, x])
+    want = gradients(ref_loss, [kernel, bias, x])
     for name, g, w in zip(("kernel", "bias", "input"), got, want, strict=True):
         g, w = ops.convert_to_numpy(g), ops.convert_to_numpy(w)
         scale = max(1.0, float(np.abs(w).max()))

@@ -29,7 +29,7 @@ def _has_torch():
 def test_cpu_tiny_run_writes_table_and_json(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, SCRIPT, "--cpu-tiny", "--batches", "2", "--warmup", "1", "--steps",
-           "1", "--repeats", "1", "--keras-settings", "mixed_bfloat16+fastpool",
+           "1", "--repeats", "1", "--keras-settings", "mixed_bfloat16",
            "--torch-settings", "amp_bf16", "--json", str(out)]
     if not _has_torch():
         cmd.append("--no-torch")
@@ -40,7 +40,7 @@ def test_cpu_tiny_run_writes_table_and_json(tmp_path):
     report = json.loads(out.read_text())
     assert report["shape"] == [32, 32, 32] and report["mode"] == "cpu-tiny"
     rows = {(r["framework"], r["setting"]): r for r in report["results"]}
-    expected = {("keras-jax", "mixed_bfloat16+fastpool")}
+    expected = {("keras-jax", "mixed_bfloat16")}
     if _has_torch():
         expected.add(("torch", "amp_bf16"))
     assert set(rows) == expected
@@ -60,14 +60,17 @@ def test_benchmark_models_are_sfcn():
 
     bench = _bench()
     filters = (4, 4, 8, 8, 8, 4)
-    reference = SFCN(weights=None, input_shape=(32, 32, 32, 1), filters=filters, classes=40)
+    reference = SFCN(weights=None, input_shape=(32, 32, 32, 1), filters=filters, classes=40,
+                     classifier_activation=None, bn_epsilon=1e-5)
     plain = bench.keras_sfcn((32, 32, 32), filters)
-    fast = bench.keras_sfcn((32, 32, 32), filters, fastpool=True)
-    assert plain.count_params() == reference.count_params() == fast.count_params()
-    fast.set_weights(plain.get_weights())
+    keras_pool = bench.keras_sfcn((32, 32, 32), filters, maxpool3d=True)
+    assert plain.count_params() == reference.count_params() == keras_pool.count_params()
+    plain.set_weights(reference.get_weights())
+    keras_pool.set_weights(reference.get_weights())
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 32, 1)).astype("float32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(fast(x)),
-                               keras.ops.convert_to_numpy(plain(x)), atol=1e-6)
+    expected = keras.ops.convert_to_numpy(reference(x))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(x)), expected, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras_pool(x)), expected, atol=1e-6)
     if _has_torch():
         torch_model = bench.torch_sfcn(filters)
         params = sum(p.numel() for p in torch_model.parameters())

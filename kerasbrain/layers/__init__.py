@@ -12,10 +12,12 @@ from kerasbrain.layers.augment import (
 )
 from kerasbrain.layers.depthwise import DepthwiseConv3D
 from kerasbrain.layers.patch_embedding import PatchEmbedding3D
+from kerasbrain.layers.pooling import FastMaxPooling3D
 
 __all__ = [
     "Augmentation3D",
     "DepthwiseConv3D",
+    "FastMaxPooling3D",
     "PatchEmbedding3D",
     "RandomAffine3D",
     "RandomCrop3D",
