@@ -15,6 +15,7 @@
 """
 
 import dataclasses
+import itertools
 import os
 import shutil
 import time
@@ -206,6 +207,7 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
     curve_dir = os.path.join(out_dir, "learning_curve")
     shutil.rmtree(os.path.join(curve_dir, "cells"), ignore_errors=True)  # never reuse old cells
     pool, test = np.arange(config.n_test, len(small)), np.arange(config.n_test)
+    total_cells = len(config.sizes) * config.resamples * len(config.strategies)
     table = transfer.learning_curve(
         (x_small[pool], small.iloc[pool].reset_index(drop=True)),
         [tasks.Binary("disease")],
@@ -218,6 +220,7 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
         batch_size=config.finetune_batch_size,
         out_dir=curve_dir,
         seed=config.seed,
+        on_cell=_cell_reporter(step, total_cells),
         finetune_kwargs={"learning_rate": config.learning_rate / 3,
                          "frozen": {"learning_rate": config.learning_rate * 10 / 3, "dropout": 0.0}},
     )
@@ -227,6 +230,19 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
     comparison = compare_at_smallest(table, config.sizes[0])
     step("done")
     return DemoResult(table, comparison, pretrain_metrics, files)
+
+
+def _cell_reporter(step, total):
+    """Progress line per finished learning-curve cell."""
+    done = itertools.count(1)
+
+    def report(cell):
+        first = cell[0]
+        auc = next((f"AUC {r['value']:.2f}" for r in cell if r["metric"] == "auc"), "")
+        step(f"cell {next(done)}/{total}: N={first['size']}, resample {first['resample'] + 1}, "
+             f"{first['strategy']}: {auc} ({first['seconds']:.0f} s)")
+
+    return report
 
 
 def compare_at_smallest(table, size, metric="auc"):

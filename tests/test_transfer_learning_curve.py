@@ -48,8 +48,12 @@ def test_learning_curve_table_resume_and_files(tmp_path, monkeypatch):
     os.remove(tmp_path / "cells" / "n12_r1_frozen.json")
     calls.clear()
     monkeypatch.setattr(lc, "extract_features", lambda *a, **k: pytest.fail("features recomputed"))
-    again = kb.transfer.learning_curve(data, task_list, **kwargs)
+    reported = []
+    again = kb.transfer.learning_curve(data, task_list, on_cell=reported.append, **kwargs)
     assert calls == ["frozen"]
+    assert [(c[0]["size"], c[0]["resample"], c[0]["strategy"]) for c in reported] == [
+        (size, r, s) for size in (8, 12) for r in (0, 1) for s in ("frozen", "linear")]
+    assert sum(len(c) for c in reported) == len(again)
     keep = (again["size"] != 12) | (again["resample"] != 1) | (again["strategy"] != "frozen")
     assert (~keep).sum() == 5  # the recomputed cell: 5 metrics
     pd.testing.assert_frame_equal(again[keep].reset_index(drop=True),

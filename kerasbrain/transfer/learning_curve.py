@@ -166,6 +166,7 @@ def learning_curve(
     fit_kwargs=None,
     plot=True,
     verbose=0,
+    on_cell=None,
 ):
     """Train every strategy on resampled training sets of each size; score on ``test``.
 
@@ -186,6 +187,9 @@ def learning_curve(
             (``{"partial": {"trainable_blocks": 2}}``).
         fit_kwargs: extra ``model.fit`` arguments.
         plot: write the PNG when ``out_dir`` is given.
+        verbose: ``model.fit`` verbosity.
+        on_cell: called after each finished cell (also one reused from ``out_dir``) with
+            its rows (list of dicts with the columns below), e.g. to print progress.
 
     Returns:
         DataFrame with columns ``size, resample, strategy, task, metric, value, seconds``
@@ -225,7 +229,10 @@ def learning_curve(
                 path = os.path.join(cells_dir, f"n{size}_r{resample}_{strategy}.json") if cells_dir else None
                 if path and os.path.exists(path):
                     with open(path) as handle:
-                        rows.extend(json.load(handle))
+                        cell = json.load(handle)
+                    rows.extend(cell)
+                    if on_cell is not None:
+                        on_cell(cell)
                     continue
                 start = time.perf_counter()
                 train_labels = _take(labels, index)
@@ -254,6 +261,8 @@ def learning_curve(
                 if path:
                     _write_atomic(path, json.dumps(cell))
                 rows.extend(cell)
+                if on_cell is not None:
+                    on_cell(cell)
     table = pd.DataFrame(rows, columns=COLUMNS)
     if out_dir:
         _write_atomic(os.path.join(out_dir, "results.csv"), table.to_csv(index=False))
