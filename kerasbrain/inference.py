@@ -217,14 +217,12 @@ class Predictor:
     @classmethod
     def from_model(cls, path, weights=None):
         """Load a ``.keras`` model; preprocessing from its sidecar, else the ``weights`` preset."""
-        import keras
-
-        from kerasbrain import models  # noqa: F401  (registers the multi-task model class)
+        from kerasbrain import models
 
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such model file")
-        model = keras.saving.load_model(path, compile=False)
+        model = models.load_model(path, compile=False)
         info = {}
         if os.path.exists(sidecar_path(path)):
             with open(sidecar_path(path)) as f:

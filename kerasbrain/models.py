@@ -216,6 +216,20 @@ def multitask(backbone, tasks, loss_weights=None, dropout=0.5, head_units=None, 
     return model
 
 
+def load_model(path, compile=True, **kwargs):
+    """``keras.saving.load_model`` for files holding kerasbrain objects.
+
+    Imports the modules that register kerasbrain's layers, tasks, losses, metrics and
+    models with Keras first, so a ``.keras`` file written by any kerasbrain model loads in
+    a fresh process. ``kwargs`` go to ``keras.saving.load_model``.
+    """
+    import importlib
+
+    for module in ("kerasbrain.layers", "kerasbrain.applications.convnext"):
+        importlib.import_module(module)
+    return keras.saving.load_model(path, compile=compile, **kwargs)
+
+
 def compile_model(model, optimizer="adam", learning_rate=1e-3, weight_decay=0.0, loss_weights=None):
     """Compile a ``MultiTaskModel``; ``optimizer="adam"`` with ``weight_decay`` becomes AdamW."""
     if isinstance(optimizer, str):

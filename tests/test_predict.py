@@ -1,6 +1,9 @@
 """`kerasbrain predict` end to end on NIfTI files written here; input and output warnings."""
 
+import os
 import shutil
+import subprocess
+import sys
 import warnings
 
 import keras
@@ -81,6 +84,20 @@ def test_cli_matches_model_in_python(dataset, capsys):
         centre = third[int(0.35 * h):int(0.65 * h), w // 12: w // 4]
         corner = third[int(0.15 * h):int(0.22 * h), 2:w // 30]
         assert centre.mean() > 0.2 and centre.mean() > corner.mean() + 0.15
+
+
+def test_cli_in_a_fresh_process_loads_the_saved_model(dataset, tmp_path):
+    """The .keras file holds kerasbrain layers (SFCN's pooling): a new process must load it."""
+    out = tmp_path / "fresh.csv"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kerasbrain.cli", "predict", str(dataset["scans"]), "--model",
+         str(dataset["root"] / "model.keras"), "-o", str(out)],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = dataset["model"].predict(dataset["inputs"][..., None], verbose=0)
+    np.testing.assert_allclose(pd.read_csv(out)["predicted_age"], expected["age"][:, 0], rtol=1e-4, atol=1e-4)
 
 
 def test_non_canonical_file_same_as_canonical(dataset):

@@ -192,12 +192,10 @@ def _load_table(path, path_column):
 
 
 def build_model(config, tasks):
-    import keras
-
-    from kerasbrain import applications, transfer
+    from kerasbrain import applications, models, transfer
 
     if config["model"]:
-        pretrained = keras.models.load_model(config["model"])
+        pretrained = models.load_model(config["model"])
     else:
         spec = dict(config["backbone"])
         name = spec.pop("name", "SFCN")
