@@ -105,6 +105,7 @@ def test_mismatched_shapes_name_the_tensor():
         kb.weights.load_weights(model, FIXTURES / "pyment_v4_multitask")
 
 
+@pytest.mark.backend_independent  # error message
 def test_densenet_state_dict_for_another_depth_is_refused():
     model = DenseNet121(weights=None, input_shape=SHAPE, classes=1, growth_rate=1,
                         stem_filters=2)
@@ -180,6 +181,7 @@ def test_multi_2025_downloads_both_files_converts_and_decodes(keras_home, local_
     )
 
 
+@pytest.mark.backend_independent  # download + conversion; JAX parity: MedicalNet tests
 def test_synthba_registry_weights_predict_years(keras_home, local_registry):
     data = (FIXTURES / "monai_densenet201.pth").read_bytes()
     with serve({"/synthba-g.pth": data}) as server:
