@@ -32,6 +32,7 @@ concatenated map alive, so ``remat=True`` saves much of their training memory.
 import keras
 
 from kerasbrain.applications import _common
+from kerasbrain.layers.conv import FastConv3D
 
 MIN_SIZE = 32
 BN_EPSILON = 1.001e-5
@@ -117,7 +118,7 @@ def DenseNet(
     with _common.remat_scope(remat):
         inputs = _common.model_input(input_tensor, input_shape)
         x = keras.layers.ZeroPadding3D(3, name="conv1_pad")(inputs)
-        x = keras.layers.Conv3D(stem_filters, 7, strides=2, use_bias=False, name="conv1_conv")(x)
+        x = FastConv3D(stem_filters, 7, strides=2, use_bias=False, name="conv1_conv")(x)
         x = keras.layers.BatchNormalization(epsilon=bn_epsilon, name="conv1_bn")(x)
         x = keras.layers.Activation("relu", name="conv1_relu")(x)
         x = keras.layers.ZeroPadding3D(1, name="pool1_pad")(x)

@@ -42,6 +42,7 @@ import keras
 import numpy as np
 
 from kerasbrain.applications import _common
+from kerasbrain.layers.conv import FastConv3D
 
 MIN_SIZE = 32
 
@@ -151,9 +152,7 @@ def ResNet(
     with _common.remat_scope(remat):
         inputs = _common.model_input(input_tensor, input_shape)
         x = keras.layers.ZeroPadding3D(3, name="conv1_pad")(inputs)
-        x = keras.layers.Conv3D(
-            filters, 7, strides=2, use_bias=not torch_layout, name="conv1_conv"
-        )(x)
+        x = FastConv3D(filters, 7, strides=2, use_bias=not torch_layout, name="conv1_conv")(x)
         x = keras.layers.BatchNormalization(epsilon=bn_epsilon, name="conv1_bn")(x)
         x = keras.layers.Activation("relu", name="conv1_relu")(x)
         x = keras.layers.ZeroPadding3D(1, name="pool1_pad")(x)

@@ -14,6 +14,7 @@ Rematerialisation (``remat=``): as for ``kerasbrain.applications.resnet``.
 import keras
 
 from kerasbrain.applications import _common
+from kerasbrain.layers.conv import FastConv3D
 
 MIN_SIZE = 32
 BN_EPSILON = 1.001e-5
@@ -73,7 +74,7 @@ def ResNetV2(
     with _common.remat_scope(remat):
         inputs = _common.model_input(input_tensor, input_shape)
         x = keras.layers.ZeroPadding3D(3, name="conv1_pad")(inputs)
-        x = keras.layers.Conv3D(filters, 7, strides=2, name="conv1_conv")(x)
+        x = FastConv3D(filters, 7, strides=2, name="conv1_conv")(x)
         x = keras.layers.ZeroPadding3D(1, name="pool1_pad")(x)
         x = keras.layers.MaxPooling3D(3, strides=2, name="pool1_pool")(x)
         for stage, n_blocks in enumerate(DEPTHS[depth]):

@@ -10,6 +10,7 @@ from kerasbrain.layers.augment import (
     RandomShift3D,
     augmentation,
 )
+from kerasbrain.layers.conv import FastConv3D
 from kerasbrain.layers.depthwise import DepthwiseConv3D
 from kerasbrain.layers.patch_embedding import PatchEmbedding3D
 from kerasbrain.layers.pooling import FastMaxPooling3D
@@ -17,6 +18,7 @@ from kerasbrain.layers.pooling import FastMaxPooling3D
 __all__ = [
     "Augmentation3D",
     "DepthwiseConv3D",
+    "FastConv3D",
     "FastMaxPooling3D",
     "PatchEmbedding3D",
     "RandomAffine3D",
