@@ -5,14 +5,14 @@ TensorFlow CPU backend it runs as a generic grouped convolution that is tens of 
 slower than a dense ``Conv3D`` of the same size. ``DepthwiseConv3D`` gives the same
 numbers and picks a fast formulation per backend:
 
-- JAX on GPU/TPU: one grouped ``lax.conv_general_dilated``
-  (``feature_group_count=channels``), a native depthwise kernel there. JAX on CPU: the
+- JAX on GPU/TPU and PyTorch: one grouped convolution (``feature_group_count`` /
+  ``groups=channels``), a native depthwise kernel there. JAX on CPU: the
   sum over all kernel taps of strided input slices times per-channel weights, which XLA
   fuses (its CPU grouped convolutions are slow), for kernels of up to 27 taps; larger
   kernels use the depth-tap loop below.
-- TensorFlow and PyTorch: a loop over the ``kx`` taps of the first spatial axis, each a
-  2D depthwise convolution (``tf.nn.depthwise_conv2d`` / ``torch`` grouped conv2d) of
-  the matching ``(batch * x)`` slices over ``(y, z)``, summed.
+- TensorFlow: a loop over the ``kx`` taps of the first spatial axis, each a 2D
+  depthwise convolution (``tf.nn.depthwise_conv2d``) of the matching ``(batch * x)``
+  slices over ``(y, z)``, summed.
 
 Padding is applied explicitly once (TensorFlow ``"same"`` rules), so every backend
 computes exactly the same windows as ``Conv3D``.
@@ -23,7 +23,7 @@ import math
 import keras
 from keras import ops
 
-_FAST_GROUPED_BACKENDS = ("jax",)
+_FAST_GROUPED_BACKENDS = ("jax", "torch")
 _MAX_FUSED_TAPS = 27  # larger kernels: depth-tap 2D convolutions (XLA compile time)
 
 
