@@ -12,8 +12,6 @@ and dilations use ``keras.layers.Conv3D`` unchanged.
 import keras
 from keras import ops
 
-from kerasbrain.layers.depthwise import _same_pads
-
 MIN_PLANE_TAPS = 5  # kernels with fewer taps along x use Conv3D's own kernel
 
 
@@ -39,23 +37,56 @@ class FastConv3D(keras.layers.Conv3D):
 
 
 def _plane_conv(x, kernel, strides, padding):
-    """Sum over the kernel's x taps of 2D convolutions of the matching ``(batch*x)`` planes."""
-    kx, ky, kz = kernel.shape[:3]
-    sx, sy, sz = strides
+    """Conv3D as 2D convolutions of ``(batch*x)`` planes, one per kernel tap along x."""
     if padding == "same":
         shape = ops.shape(x)
         pads = [(0, 0)] + [_same_pads(shape[a + 1], kernel.shape[a], strides[a], 1) for a in range(3)]
         x = ops.pad(x, pads + [(0, 0)])
+    return sum_over_planes(
+        x, kernel.shape[0], strides, 1,
+        lambda rows, i, plane_strides: ops.conv(rows, kernel[i], strides=plane_strides, padding="valid"),
+    )
+
+
+def sum_over_planes(x, kx, strides, dilation_x, plane_op):
+    """``sum_i plane_op(rows_i, i, plane_strides)`` over the ``kx`` kernel taps along x.
+
+    ``rows_i``: the ``(batch * out_x, y, z, channels)`` input planes that tap ``i`` meets
+    (unpadded ``x``, "valid" windows); ``plane_op`` is a 2D convolution with the tap's
+    kernel. TensorFlow's 2D convolutions need equal strides, so unequal ``(sy, sz)`` run
+    at stride 1 and are subsampled. Returns ``(batch, out_x, out_y, out_z, channels_out)``.
+    """
+    sx, sy, sz = strides
     batch, size_x, size_y, size_z, channels = ops.shape(x)
-    out_x = (size_x - kx) // sx + 1
-    plane_strides = (sy, sz) if sy == sz else (1, 1)  # TF 2D convolutions need equal strides
+    out_x = (size_x - dilation_x * (kx - 1) - 1) // sx + 1
+    plane_strides = (sy, sz) if sy == sz else (1, 1)
     out = None
     for i in range(kx):
-        rows = x[:, i : i + (out_x - 1) * sx + 1 : sx]
+        start = i * dilation_x
+        rows = x[:, start : start + (out_x - 1) * sx + 1 : sx]
         rows = ops.reshape(rows, (-1, size_y, size_z, channels))
-        plane = ops.conv(rows, kernel[i], strides=plane_strides, padding="valid")
+        plane = plane_op(rows, i, plane_strides)
         out = plane if out is None else out + plane
     if sy != sz:
         out = out[:, ::sy, ::sz]
     out_shape = ops.shape(out)
     return ops.reshape(out, (batch, out_x, out_shape[1], out_shape[2], out_shape[3]))
+
+
+def _same_pads(size, kernel, stride, dilation):
+    """(left, right) zero padding of TensorFlow's ``"same"`` for one axis.
+
+    ``size`` may be a Python int or a scalar tensor (dynamic shape in graph mode).
+    """
+    effective = (kernel - 1) * dilation + 1
+    if stride == 1:
+        total = effective - 1
+        return total // 2, total - total // 2
+    if isinstance(size, int):
+        out = -(-size // stride)
+        total = max((out - 1) * stride + effective - size, 0)
+        return total // 2, total - total // 2
+    out = (size + stride - 1) // stride
+    total = ops.maximum((out - 1) * stride + effective - size, 0)
+    left = total // 2
+    return left, total - left

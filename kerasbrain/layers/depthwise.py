@@ -23,6 +23,8 @@ import math
 import keras
 from keras import ops
 
+from kerasbrain.layers.conv import _same_pads, sum_over_planes
+
 _FAST_GROUPED_BACKENDS = ("jax", "torch")
 _MAX_FUSED_TAPS = 27  # larger kernels: depth-tap 2D convolutions (XLA compile time)
 
@@ -40,25 +42,6 @@ def _triple(value, name):
     if len(value) != 3:
         raise ValueError(f"DepthwiseConv3D: {name} must be an int or 3 ints, got {value}.")
     return value
-
-
-def _same_pads(size, kernel, stride, dilation):
-    """(left, right) zero padding of TensorFlow's ``"same"`` for one axis.
-
-    ``size`` may be a Python int or a scalar tensor (dynamic shape in graph mode).
-    """
-    effective = (kernel - 1) * dilation + 1
-    if stride == 1:
-        total = effective - 1
-        return total // 2, total - total // 2
-    if isinstance(size, int):
-        out = -(-size // stride)
-        total = max((out - 1) * stride + effective - size, 0)
-        return total // 2, total - total // 2
-    out = (size + stride - 1) // stride
-    total = ops.maximum((out - 1) * stride + effective - size, 0)
-    left = total // 2
-    return left, total - left
 
 
 @keras.saving.register_keras_serializable(package="kerasbrain")
@@ -239,27 +222,12 @@ class DepthwiseConv3D(keras.layers.Layer):
 
     def _depth_taps(self, x, kernel):
         """Sum over the ``kx`` taps of 2D depthwise convolutions of ``(batch*x)`` slices."""
-        kx = self.kernel_size[0]
-        sx, sy, sz = self.strides
-        dx, dy, dz = self.dilation_rate
-        shape = ops.shape(x)
-        batch, size_x, size_y, size_z, channels = shape
-        out_x = (size_x - dx * (kx - 1) - 1) // sx + 1
-        # tf.nn.depthwise_conv2d needs equal strides: subsample afterwards otherwise.
-        plane_strides = (sy, sz) if sy == sz else (1, 1)
-        out = None
-        for i in range(kx):
-            start = i * dx
-            rows = x[:, start : start + (out_x - 1) * sx + 1 : sx]
-            rows = ops.reshape(rows, (-1, size_y, size_z, channels))
-            plane = ops.depthwise_conv(
-                rows, kernel[i], strides=plane_strides, padding="valid", dilation_rate=(dy, dz)
-            )
-            out = plane if out is None else out + plane
-        if sy != sz:
-            out = out[:, ::sy, ::sz]
-        out_shape = ops.shape(out)
-        return ops.reshape(out, (batch, out_x, out_shape[1], out_shape[2], out_shape[3]))
+        dy, dz = self.dilation_rate[1:]
+        return sum_over_planes(
+            x, self.kernel_size[0], self.strides, self.dilation_rate[0],
+            lambda rows, i, strides: ops.depthwise_conv(
+                rows, kernel[i], strides=strides, padding="valid", dilation_rate=(dy, dz)),
+        )
 
     def compute_output_shape(self, input_shape):
         out = [input_shape[0]]
