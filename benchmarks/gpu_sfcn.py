@@ -56,7 +56,8 @@ def keras_sfcn(shape, filters, maxpool3d=False):
     """
     import keras
 
-    sys.path.insert(0, ROOT)
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
     from kerasbrain.layers.pooling import FastMaxPooling3D  # keras only
 
     inputs = keras.Input((*shape, 1), name="volume")
