@@ -56,5 +56,5 @@ def test_train_config_scale_errors(tmp_path):
     assert cli.main(["train", str(path)]) == 1
     assert not (tmp_path / "run" / "model.keras").exists()
     path = _config(tmp_path, distribution={"devices": 1, "gpus": 2})
-    with pytest.raises(ValueError, match=r"distribution: unknown keys \['gpus'\]"):
+    with pytest.raises(ValueError, match=r"config.yaml: distribution.gpus: unknown key"):
         train_command.load_config(str(path))

@@ -57,12 +57,12 @@ def test_config_errors(tmp_path, config_file):
     bad = yaml.safe_load(config_file.read_text())
     bad["optimiser"] = {}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
-    with pytest.raises(ValueError, match=r"bad.yaml: unknown keys \['optimiser'\]"):
+    with pytest.raises(ValueError, match=r"bad.yaml: optimiser: unknown key; did you mean optimizer\?"):
         train_command.load_config(str(tmp_path / "bad.yaml"))
     bad.pop("optimiser")
     bad["tasks"][0]["type"] = "survival"
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
-    with pytest.raises(ValueError, match=r"tasks\[0\] has unknown type 'survival'"):
+    with pytest.raises(ValueError, match=r"bad.yaml: tasks\[0\]\.type: 'survival' is not one of"):
         train_command.load_config(str(tmp_path / "bad.yaml"))
     with pytest.raises(ValueError, match="finetune needs pretrained weights"):
         train_command.load_config(str(config_file), "finetune")

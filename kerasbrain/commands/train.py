@@ -38,23 +38,7 @@ TASK_TYPES = {
     "soft_classification": "SoftClassification",
     "ranking": "Ranking",
 }
-DEFAULTS = {
-    "data": {},
-    "backbone": None,
-    "model": None,
-    "tasks": None,
-    "strategy": None,
-    "finetune": {},
-    "optimizer": {"name": "adam", "learning_rate": 1e-3, "weight_decay": 0.0},
-    "epochs": 10,
-    "callbacks": {},
-    "output": None,
-    "seed": 0,
-    # kerasbrain.scale: precision, XLA, accumulation, remat, data parallelism
-    **dict.fromkeys(("precision", "jit_compile", "gradient_accumulation_steps", "remat",
-                     "distribution")),
-}
-KNOWN_CALLBACKS = ("early_stopping", "reduce_lr_on_plateau")
+SOURCES = ("tfrecords", "table", "npz")
 
 
 def add_parser(subparsers):
@@ -70,46 +54,36 @@ def add_parser(subparsers):
 
 
 def load_config(path, command="train", overrides=None):
-    """Read and validate a config file; return a dict with every key filled.
+    """Read and validate a config file (schema: ``kerasbrain.config``, ``docs/configs.md``);
+    return a dict with every key filled.
 
     Raises:
-        FileNotFoundError / ValueError naming the file and the offending key.
+        FileNotFoundError / ValueError naming the file and the offending key path.
     """
-    import yaml
+    from kerasbrain import config as config_lib
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"config file not found: {path}")
-    with open(path) as handle:
-        try:
-            raw = yaml.safe_load(handle) if not str(path).endswith(".json") else json.load(handle)
-        except (yaml.YAMLError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: not valid YAML/JSON: {error}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: the config must be a mapping of keys to values.")
-    unknown = sorted(set(raw) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {unknown}; known keys are {sorted(DEFAULTS)}.")
-    config = {key: raw.get(key, default) for key, default in DEFAULTS.items()}
-    config["optimizer"] = {**DEFAULTS["optimizer"], **(raw.get("optimizer") or {})}
-    config.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    raw = config_lib.read(path)
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    config = config_lib.validate(raw, command, os.fspath(path))
+    optimizer_keys = config_lib.SCHEMAS[command]["optimizer"].keys
+    config["optimizer"] = {**{k: key.default for k, key in optimizer_keys.items()},
+                           **(config["optimizer"] or {})}
+    config["finetune"] = config["finetune"] or {}
     if not config["output"]:
         raise ValueError(f"{path}: 'output' (the output folder) is required.")
     if not config["tasks"]:
         raise ValueError(f"{path}: 'tasks' must list at least one task.")
-    if "train" not in (config["data"] or {}):
-        raise ValueError(f"{path}: 'data.train' is required (tfrecords, table or npz).")
+    for part in ("train", "validation"):
+        given = [key for key in SOURCES if key in (config["data"].get(part) or {})]
+        if part in config["data"] and len(given) != 1:
+            raise ValueError(f"{path}: data.{part}: give one of {', '.join(SOURCES)}; got "
+                             f"{given or 'none'}.")
     if config["backbone"] is None and config["model"] is None:
         raise ValueError(f"{path}: give 'backbone' (an architecture) or 'model' (a saved .keras file).")
-    if command == "finetune":
-        config["strategy"] = config["strategy"] or "full"
-        if config["model"] is None and not (config["backbone"] or {}).get("weights"):
-            raise ValueError(f"{path}: finetune needs pretrained weights: backbone.weights or model.")
-    else:
-        config["strategy"] = config["strategy"] or "full"
-    for name in config["callbacks"] or {}:
-        if name not in KNOWN_CALLBACKS:
-            raise ValueError(f"{path}: unknown callback {name!r}; known: {KNOWN_CALLBACKS}.")
-    config["tasks"] = [_task_spec(spec, path, i) for i, spec in enumerate(config["tasks"])]
+    if command == "finetune" and config["model"] is None \
+            and not (config["backbone"] or {}).get("weights"):
+        raise ValueError(f"{path}: finetune needs pretrained weights: backbone.weights or model.")
+    config["tasks"] = [dict(spec) for spec in config["tasks"]]
     from kerasbrain import scale
 
     try:
@@ -117,15 +91,6 @@ def load_config(path, command="train", overrides=None):
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
     return config
-
-
-def _task_spec(spec, path, index):
-    if not isinstance(spec, dict) or "type" not in spec or "name" not in spec:
-        raise ValueError(f"{path}: tasks[{index}] needs 'type' and 'name', got {spec!r}.")
-    if spec["type"] not in TASK_TYPES:
-        raise ValueError(f"{path}: tasks[{index}] has unknown type {spec['type']!r}; "
-                         f"choose from {sorted(TASK_TYPES)}.")
-    return dict(spec)
 
 
 def build_tasks(config):
