@@ -144,7 +144,11 @@ class MultiTaskModel(keras.Model):
 
     def fit(self, *args, **kwargs):
         """``keras.Model.fit``; with a two-phase schedule, the first ``head_epochs`` train
-        the heads only (backbone frozen, ``head_learning_rate``), the rest everything."""
+        the heads only (backbone frozen, ``head_learning_rate``), the rest everything.
+        Datasets and generators shuffle themselves: ``shuffle`` defaults to False for them."""
+        data = args[0] if args else kwargs.get("x")
+        if not isinstance(data, (list, tuple, dict)) and not hasattr(data, "shape"):
+            kwargs.setdefault("shuffle", False)  # Keras would warn that it ignores it
         if not self.two_phase:
             return super().fit(*args, **kwargs)
         from kerasbrain.transfer.strategies import fit_two_phase

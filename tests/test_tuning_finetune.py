@@ -11,6 +11,7 @@ import yaml
 
 import kerasbrain as kb
 from kerasbrain import cli, tuning
+from kerasbrain.commands import train as train_command
 
 pytest.importorskip("kerasbrain.transfer", reason="needs kerasbrain.transfer.finetune")
 
@@ -78,21 +79,21 @@ def test_random_search_end_to_end_and_config_reproduces_best(tmp_path):
         "tuner": "random", "budget": 2, "folds": 2, "objective": "val_dx_auc",
         "epochs": 1, "batch_size": 6,
     }  # fmt: skip
-    exported = tuning.finetune_config(config, hypermodel, best.hyperparameters, epochs=3)
+    config["output"] = str(tmp_path / "run")
+    named = tuning.hypermodel_from_config({**config, "augmentation": False})
+    exported = tuning.finetune_config(config, named, best.hyperparameters, epochs=3)
     for key in ("tuner", "budget", "folds", "objective"):
         assert key not in exported
     assert exported["strategy"] == best.hyperparameters["strategy"]
-    assert exported["learning_rate"] == best.hyperparameters["learning_rate"]
-    assert exported["loss_weights"] == {"dx": 1.0, "age": best.hyperparameters["loss_weight_age"]}
-    assert exported["epochs"] == 3
+    assert exported["optimizer"]["learning_rate"] == best.hyperparameters["learning_rate"]
+    loss_weights = {"dx": 1.0, "age": best.hyperparameters["loss_weight_age"]}
+    assert exported["finetune"]["loss_weights"] == loss_weights
+    assert exported["epochs"] == 3 and exported["data"]["train"] == {"npz": "cohort.npz"}
     path = tuning.write_config(exported, tmp_path / "best.yaml")
-    reloaded = yaml.safe_load(open(path))
-    assert reloaded == exported
-
-    rebuilt_hypermodel = tuning.hypermodel_from_config({**reloaded, "augmentation": False})
-    rebuilt = rebuilt_hypermodel.build(tuning.fixed_hyperparameters(reloaded["hyperparameters"]))
-    original = hypermodel.build(best.hyperparameters)
-    _assert_same_model(rebuilt, original)
+    reloaded = train_command.load_config(path, "train")  # the schema accepts it as it is
+    assert yaml.safe_load(open(path)) == exported
+    rebuilt = train_command.build_model(reloaded, train_command.build_tasks(reloaded))
+    _assert_same_model(rebuilt, named.build(best.hyperparameters))
 
 
 def _assert_same_model(a, b):
@@ -124,8 +125,8 @@ def test_space_overrides_and_strategies(tmp_path):
     two_phase = tuning.fixed_hyperparameters({"strategy": "two_phase", "head_learning_rate": 0.01})
     assert hypermodel.build(two_phase).two_phase["head_learning_rate"] == 0.01
     exported = tuning.finetune_config({"backbone": "SFCN"}, hypermodel, two_phase)
-    assert exported["strategy"] == "full" and exported["two_phase"] is True
-    assert exported["head_learning_rate"] == 0.01
+    assert exported["strategy"] == "full" and exported["finetune"]["two_phase"] is True
+    assert exported["finetune"]["head_learning_rate"] == 0.01
     # the backbone is copied: building never changes the given backbone's weights
     backbone = _backbone()
     before = [w.copy() for w in backbone.get_weights()]
@@ -157,9 +158,11 @@ def test_tune_command_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(tuning.FineTuningHyperModel, "build", _eager_build)
     x, y = _cohort(8)
     np.savez(tmp_path / "cohort.npz", x=x[..., 0], dx=y["dx"], subject=np.arange(8) // 2)
+    pretrained = str(tmp_path / "pretrained.weights.h5")
+    _backbone().save_weights(pretrained)
     config = {
         "data": {"arrays": str(tmp_path / "cohort.npz"), "groups": "subject"},
-        "backbone": "SFCN", "input_shape": list(SHAPE),
+        "backbone": "SFCN", "weights": pretrained, "input_shape": list(SHAPE),
         "backbone_kwargs": {"filters": list(FILTERS)},
         "tasks": [{"type": "binary", "name": "dx"}],
         "tuner": "grid", "budget": 1, "folds": 2, "objective": "val_dx_loss",
@@ -179,6 +182,12 @@ def test_tune_command_end_to_end(tmp_path, monkeypatch):
     assert json.load(open(out / "best_hyperparameters.json"))["strategy"] == "frozen"
     model = keras.saving.load_model(out / "best_model.keras")
     assert model.predict(x[:2], verbose=0)["dx"].shape == (2, 1)
+    # the handoff: kerasbrain finetune takes best_config.yaml as it is
+    assert best["data"]["augment"] == 0.25 and best["backbone"]["weights"] == pretrained
+    assert cli.main(["finetune", str(out / "best_config.yaml")]) == 0
+    tuned = keras.saving.load_model(out / "finetune" / "model.keras")
+    assert tuned.predict(x[:2], verbose=0)["dx"].shape == (2, 1)
+    assert len(pd.read_csv(out / "finetune" / "history.csv")) == best["epochs"]
 
     bad = dict(config, backbone="ResNet9000")
     (tmp_path / "bad.json").write_text(json.dumps(bad))

@@ -107,16 +107,19 @@ def build_tasks(config):
     return out
 
 
-def load_data(source, tasks, batch_size, shuffle, seed, **shards):
+def load_data(source, tasks, batch_size, shuffle, seed, augment=None, **shards):
     """A data source from the config -> ``tf.data.Dataset`` or ``(x, y, sample_weight)``.
+    ``augment``: augmentation strength (TFRecords; arrays are augmented by the caller).
     ``shards``: ``num_shards``/``shard_index`` of this host (TFRecords)."""
     from kerasbrain import tasks as tasks_lib
 
     if "tfrecords" in source:
-        from kerasbrain import data
+        from kerasbrain import data, layers
 
+        layer = None if augment is None else layers.augmentation(augment, seed=seed)
         return data.tfrecord_dataset(source["tfrecords"], labels=[t.name for t in tasks],
-                                     batch_size=batch_size, shuffle=shuffle, seed=seed, **shards)
+                                     batch_size=batch_size, shuffle=shuffle, seed=seed,
+                                     augment=layer, **shards)
     if "npz" in source:
         import numpy as np
 
@@ -215,13 +218,19 @@ def run_config(config, extra_callbacks=()):
     plan = scale.from_config(config)  # before any model is built
     data_kwargs = plan.data_kwargs(int(config["data"].get("batch_size", 4)))
     batch_size = data_kwargs.pop("batch_size")  # this host's share of the global batch
-    train = load_data(config["data"]["train"], tasks, batch_size, True, config["seed"], **data_kwargs)
+    train = load_data(config["data"]["train"], tasks, batch_size, True, config["seed"],
+                      augment=config["data"].get("augment"), **data_kwargs)
     validation = None
     if config["data"].get("validation"):
         validation = load_data(config["data"]["validation"], tasks, batch_size, False, config["seed"],
                                **data_kwargs)
     train, validation = (plan.shard_arrays(*d) if isinstance(d, tuple) else plan.prepare_dataset(d)
                          for d in (train, validation))
+    strength = config["data"].get("augment")
+    if strength is not None and isinstance(train, tuple):
+        from kerasbrain.tuning.hypermodel import _augmented_dataset
+
+        train = _augmented_dataset(*train, strength, batch_size, int(config["seed"]))
     with plan.scope():
         model = plan.apply(build_model(config, tasks))
         _write_json(os.path.join(output, "config.json"), {**config, "tasks": config["tasks"]})

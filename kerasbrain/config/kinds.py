@@ -93,6 +93,8 @@ TRAIN = {
         "train": required((dict,), "training data: one of the sources below", keys=_SOURCE),
         "validation": Key((dict,), "validation data, same sources", keys=_SOURCE),
         "batch_size": positive((int,), "volumes per batch (across all devices)", 4),
+        "augment": Key((float,), "strength of kerasbrain.layers.augmentation applied to the "
+                       "training volumes (0: flips only; absent: none)", low=0),
     }),
     "backbone": Key((dict,), "the architecture (or give `model`)", keys={
         "name": Key((str,), "a kerasbrain.applications constructor", "SFCN"),

@@ -1,10 +1,10 @@
 """Tuning configs: from a YAML/JSON config to a hypermodel and a search space, and from the
 best hyperparameters back to a ``kerasbrain finetune`` config.
 
-A ``kerasbrain tune`` config is a ``kerasbrain finetune`` config (data, backbone,
-weights, tasks, epochs, batch size, output) plus the search: ``tuner``, ``budget``,
-``objective``, ``folds``, ``strategies`` and ``search_space``. The exported config is
-the same file with the search keys removed and the best settings filled in, so
+A ``kerasbrain tune`` config names the data, backbone, weights, tasks, epochs, batch
+size and output plus the search: ``tuner``, ``budget``, ``objective``, ``folds``,
+``strategies`` and ``search_space`` (every key: ``docs/configs.md``). The exported
+config is a ``kerasbrain finetune`` config with the best settings filled in, so
 ``kerasbrain finetune best_config.yaml`` trains the chosen model.
 """
 
@@ -15,27 +15,14 @@ import keras_tuner as kt
 import numpy as np
 import yaml
 
-#: keys of a tune config that describe the search, not the model
-SEARCH_KEYS = ("tuner", "budget", "objective", "folds", "strategies", "search_space",
-               "max_trainable_blocks", "stratify", "retrain")  # fmt: skip
-#: hyperparameters that become top-level keys of the finetune config
-SETTINGS = ("backbone", "strategy", "trainable_blocks", "learning_rate", "head_learning_rate",
-            "dropout", "weight_decay", "head_units", "augmentation", "loss_weights")  # fmt: skip
-
 
 def read_config(path):
-    """Load a YAML or JSON config file into a dict (error names the file)."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such config file.")
-    with open(path) as f:
-        text = f.read()
-    try:
-        config = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as error:
-        raise ValueError(f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {error}") from error
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}: expected a mapping of settings at the top level.")
+    """Load a ``kerasbrain tune`` config and check it against its schema (errors name
+    the file and the key path; ``docs/configs.md`` lists the keys)."""
+    from kerasbrain import config as config_lib
+
+    config = config_lib.read(path)
+    config_lib.check(config, config_lib.SCHEMAS["tune"], os.fspath(path))
     return config
 
 
@@ -140,27 +127,45 @@ def fixed_hyperparameters(values):
 
 
 def finetune_config(config, hypermodel, hyperparameters, epochs=None):
-    """The ``kerasbrain finetune`` config for the trial ``hyperparameters``.
+    """The ``kerasbrain finetune`` config that trains the trial ``hyperparameters``.
 
-    The tune config without its search keys, with the chosen settings as top-level
-    keys named as ``kerasbrain.transfer.finetune``'s arguments (``two_phase`` becomes
-    ``strategy: full`` with ``two_phase: true``), ``hyperparameters`` (the raw KerasTuner values, enough to rebuild the same
-    model) and ``epochs``.
+    The tune config's data, backbone, tasks, batch size and seed, in the layout of a
+    finetune config (``docs/configs.md``), with the chosen settings where
+    ``kerasbrain.transfer.finetune`` takes them (``strategy``, ``finetune.*``,
+    ``optimizer.*``, ``data.augment``; ``two_phase`` becomes ``strategy: full`` with
+    ``finetune.two_phase: true``) and ``epochs``.
     """
     settings = hypermodel.settings(hyperparameters)
-    exported = {k: v for k, v in config.items() if k not in SEARCH_KEYS}
-    exported.pop("augmentation", None)
-    for key in SETTINGS:
-        if key in settings:
-            exported[key] = settings[key]
-    if exported.get("strategy") == "two_phase":  # as kerasbrain.transfer.finetune takes it
-        exported["strategy"] = "full"
-        exported["two_phase"] = True
-    if epochs is not None:
-        exported["epochs"] = int(epochs)
-    exported["hyperparameters"] = {
-        k: v for k, v in hyperparameters.values.items() if not k.startswith("tuner/")
-    }
+    data = config.get("data") or {}
+    if data.get("x", "x") != "x":
+        raise ValueError(f"data.x: a finetune config reads volumes from the array 'x'; "
+                         f"rename {data['x']!r} in the archive.")
+    source = {"npz": data["arrays"]} if "arrays" in data else {"tfrecords": data.get("manifest")}
+    exported = {"data": {"train": source, "batch_size": int(config.get("batch_size", 4))}}
+    if settings.get("augmentation") is not None:
+        exported["data"]["augment"] = settings["augmentation"]
+    backbone = {"name": settings["backbone"]}
+    for key, target in (("weights", "weights"), ("input_shape", "input_shape"),
+                        ("backbone_kwargs", "kwargs")):
+        if config.get(key) is not None:
+            backbone[target] = config[key]
+    exported["backbone"] = backbone
+    exported["tasks"] = config.get("tasks")
+    strategy = settings["strategy"]
+    exported["strategy"] = "full" if strategy == "two_phase" else strategy
+    finetune = {"dropout": settings["dropout"]}
+    if strategy == "two_phase":
+        finetune.update(two_phase=True, head_learning_rate=settings["head_learning_rate"])
+    for key in ("trainable_blocks", "head_units", "loss_weights"):
+        if settings.get(key):
+            finetune[key] = settings[key]
+    exported["finetune"] = finetune
+    exported["optimizer"] = {"name": "adam", "learning_rate": settings["learning_rate"],
+                             "weight_decay": settings["weight_decay"]}
+    exported["epochs"] = int(epochs if epochs is not None else config.get("epochs", 10))
+    exported["seed"] = int(config.get("seed", 0))
+    if config.get("output") is not None:
+        exported["output"] = config["output"]
     return _plain(exported)
 
 
