@@ -28,6 +28,8 @@ def add_parser(subparsers):
     parser.add_argument("table", help="CSV/TSV table or BIDS participants.tsv")
     parser.add_argument("out_dir", help="output folder")
     parser.add_argument("--labels", help="comma-separated label columns (default: all others)")
+    parser.add_argument("--categorical", help="comma-separated label columns to store as "
+                        "categories even if they look numeric")
     parser.add_argument("--path-column", default="path")
     parser.add_argument("--id-column", help="unique id column (default participant_id or id)")
     parser.add_argument("--root", help="folder relative paths start from (default: the table's)")
@@ -64,6 +66,7 @@ def run(args):
         args.out_dir,
         labels=args.labels.split(",") if args.labels else None,
         preprocessor=preprocessor,
+        categorical=args.categorical.split(",") if args.categorical else (),
         path_column=args.path_column,
         id_column=args.id_column,
         root=args.root,

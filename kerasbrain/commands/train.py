@@ -116,6 +116,7 @@ def load_data(source, tasks, batch_size, shuffle, seed, augment=None, **shards):
     if "tfrecords" in source:
         from kerasbrain import data, layers
 
+        _check_manifest_labels(source["tfrecords"], tasks)
         layer = None if augment is None else layers.augmentation(augment, seed=seed)
         return data.tfrecord_dataset(source["tfrecords"], labels=[t.name for t in tasks],
                                      batch_size=batch_size, shuffle=shuffle, seed=seed,
@@ -136,6 +137,25 @@ def load_data(source, tasks, batch_size, shuffle, seed, augment=None, **shards):
         x = x[..., None]
     y, weights = tasks_lib.encode_labels(tasks, table)
     return x, y, weights
+
+
+def _check_manifest_labels(folder, tasks):
+    """A task whose label the shards hold no value of, or one class of, is an error."""
+    from kerasbrain import data
+
+    if not (os.path.isdir(folder) or str(folder).endswith(".json")):
+        return  # a glob of shards: tfrecord_dataset finds the manifest beside them
+    manifest = data.read_manifest(folder)
+    counts = manifest.get("label_counts", {})
+    for task in tasks:
+        count = counts.get(task.name)
+        if count is None:
+            continue
+        if count["present"] == 0:
+            raise ValueError(f"{folder}: label {task.name!r} has no values in any record.")
+        if task.kind in ("binary", "categorical") and count["distinct"] < 2:
+            raise ValueError(f"{folder}: label {task.name!r} holds one class only in all "
+                             f"{count['present']} labelled records; a classifier needs two.")
 
 
 def _load_table(path, path_column):

@@ -49,7 +49,8 @@ class Table:
         return encode_labels(self.frame, list(self.labels.values()))
 
 
-def read_table(table, labels=None, path_column="path", id_column=None, root=None):
+def read_table(table, labels=None, path_column="path", id_column=None, root=None,
+               categorical=()):
     """Read a table of scans.
 
     Args:
@@ -61,10 +62,14 @@ def read_table(table, labels=None, path_column="path", id_column=None, root=None
         id_column: column with unique ids (default ``participant_id`` or ``id`` when
             present, else the row number).
         root: folder that relative paths start from (default: the table's folder).
+        categorical: label columns to store as categories even where their values
+            look numeric (a column that is numeric except for a few cells is an error
+            otherwise).
 
     Raises:
-        ValueError: a label, id or path column is absent, or ids are duplicated
-            (the message names the rows).
+        ValueError: a label, id or path column is absent, a label column has no
+            values, a numeric column has non-numeric cells, or ids are duplicated
+            (the message names the column and rows).
     """
     if isinstance(table, str | os.PathLike):
         source = os.fspath(table)
@@ -103,8 +108,9 @@ def read_table(table, labels=None, path_column="path", id_column=None, root=None
         raise ValueError(f"{source}: path column {path_column!r} not found (columns: {columns})")
 
     reserved = {path_column, id_column}
-    if labels is None:
-        labels = [c for c in columns if c not in reserved]
+    if labels is None:  # every other column that holds a value
+        labels = [c for c in columns if c not in reserved
+                  and not all(_missing(v) for v in frame[c])]
     else:
         labels = [labels] if isinstance(labels, str) else list(labels)
         absent = [name for name in labels if name not in columns]
@@ -112,8 +118,12 @@ def read_table(table, labels=None, path_column="path", id_column=None, root=None
             raise ValueError(f"{source}: label column(s) {absent} not found (columns: {columns})")
     out = pd.DataFrame({"id": ids.values, "path": paths})
     specs = {}
+    categorical = [categorical] if isinstance(categorical, str) else list(categorical or ())
+    absent = [name for name in categorical if name not in labels]
+    if absent:
+        raise ValueError(f"{source}: categorical column(s) {absent} are not among the labels {labels}")
     for name in labels:
-        values, spec = _parse_label(frame[name], name)
+        values, spec = _parse_label(frame[name], name, source, name in categorical)
         out[name] = values
         specs[name] = spec
     return Table(out, specs, source)
@@ -134,19 +144,32 @@ def _bids_t1(root, participant):
     return os.path.join(root, participant, "anat", f"{participant}_T1w.nii.gz")
 
 
-def _parse_label(column, name):
+def _parse_label(column, name, source="table", categorical=False):
     """Values for storage (numeric floats or category strings) and the label's spec."""
+    present = column[[not _missing(v) for v in column]]
+    if len(present) == 0:
+        raise ValueError(f"{source}: label column {name!r} has no values (every cell is empty "
+                         "or n/a); leave it out of the labels")
+    if categorical:
+        values = [None if _missing(v) else str(v).strip() for v in column]
+        categories = sorted({v for v in values if v is not None})
+        return np.array(values, dtype=object), LabelSpec(name, "categorical", categories)
     if pd.api.types.is_bool_dtype(column):
         column = column.astype(float)
     if pd.api.types.is_numeric_dtype(column):
         return column.astype("float64").values, LabelSpec(name, "numeric")
-    present = column.dropna()
-    present = present[present.astype(str).str.strip() != ""]
     numeric = pd.to_numeric(present, errors="coerce")
     if numeric.notna().all():
         return pd.to_numeric(column, errors="coerce").astype("float64").values, LabelSpec(
             name, "numeric"
         )
+    bad = present[numeric.isna()]
+    if numeric.notna().sum() > len(bad):  # mostly numbers: a typo, not categories
+        cells = ", ".join(f"row {i}: {v!r}" for i, v in list(bad.items())[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise ValueError(f"{source}: label column {name!r} is numeric except {cells}{more}; "
+                         "fix those cells, mark them missing (n/a), or declare the column "
+                         "categorical")
     values = [None if _missing(v) else str(v).strip() for v in column]
     categories = sorted({v for v in values if v is not None})
     return np.array(values, dtype=object), LabelSpec(name, "categorical", categories)

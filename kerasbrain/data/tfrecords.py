@@ -61,6 +61,7 @@ def write_tfrecords(
     labels=None,
     preprocessor=None,
     *,
+    categorical=(),
     path_column="path",
     id_column=None,
     root=None,
@@ -79,7 +80,9 @@ def write_tfrecords(
         table: CSV/TSV path, BIDS ``participants.tsv``, DataFrame or list of dicts
             (see `read_table`).
         out_dir: output folder (created).
-        labels: label columns (default: all but id and path).
+        labels: label columns (default: all but id and path). A label column without
+            values, or numeric but for a few cells, is an error naming it and the cells.
+        categorical: label columns stored as categories even if they look numeric.
         preprocessor: a `Preprocessor`, a preset/weights name, or None (reorient to RAS
             only; all volumes must then share a shape).
         dtype: storage dtype, one of ``float32``, ``float16``, ``uint8``, ``int16``
@@ -108,7 +111,8 @@ def write_tfrecords(
         preprocessor = Preprocessor()
     elif isinstance(preprocessor, str):
         preprocessor = Preprocessor.for_weights(preprocessor)
-    parsed = read_table(table, labels=labels, path_column=path_column, id_column=id_column, root=root)
+    parsed = read_table(table, labels=labels, path_column=path_column, id_column=id_column,
+                        root=root, categorical=categorical)
     if len(parsed) == 0:
         raise ValueError(f"{parsed.source}: no rows")
     values = parsed.encoded_labels()
@@ -194,6 +198,7 @@ def write_tfrecords(
         "dtype": dtype,
         "compression": compression,
         "labels": common["labels"],
+        "label_counts": _label_counts(values, specs),
         "preprocessing": config,
         "shards": [{"file": n, **{k: v for k, v in e.items() if k not in ("shape", "spacing")}}
                    for n, e in zip(names, shards_meta, strict=True)],
@@ -204,6 +209,15 @@ def write_tfrecords(
     shutil.rmtree(partial, ignore_errors=True)
     _remove_stale_shards(out_dir, prefix, names)
     return WriteReport(manifest, manifest_path, written, reused, skipped)
+
+
+def _label_counts(values, specs):
+    """``{label: {"present": rows with a value, "distinct": distinct values}}``."""
+    out = {}
+    for j, name in enumerate(specs):
+        present = values[:, j][~np.isnan(values[:, j])]
+        out[name] = {"present": int(present.size), "distinct": int(np.unique(present).size)}
+    return out
 
 
 def encode_volume(array, dtype):

@@ -57,11 +57,27 @@ def encode_labels(tasks, table, adapt=True):
         labels = _column(table, task.name)
         targets, weight = task.encode(labels)
         if not weight.any():
-            raise ValueError(f"task {task.name!r}: all {len(weight)} labels are missing.")
+            raise ValueError(f"task {task.name!r}: all {len(weight)} labels are missing "
+                             f"(column {task.name!r} has no values).")
+        if task.kind in ("binary", "categorical"):
+            classes = np.unique(targets[weight > 0])
+            if len(classes) < 2:
+                raise ValueError(f"task {task.name!r}: column {task.name!r} holds one class only "
+                                 f"({_class_name(task, classes[0])!r} in all {int(weight.sum())} "
+                                 "labelled rows); a classifier needs two.")
         if adapt and isinstance(task, Regression) and task.standardize and task.mean is None:
             task.adapt(labels)
         y[task.name], weights[task.name] = targets, weight
     return y, weights
+
+
+def _class_name(task, index):
+    labels = getattr(task, "labels", None)
+    if labels is not None:
+        return labels[int(index)]
+    if task.kind == "binary" and task.positive is not None:
+        return task.positive if index == 1 else f"not {task.positive}"
+    return float(index)
 
 
 def serialize(tasks):
