@@ -285,7 +285,9 @@ class Predictor:
         Returns:
             DataFrame: the input columns, then ``predicted_<task>`` per task (class
             probabilities as ``predicted_<task>_<k>``), then the brain-age columns, then
-            ``input_warnings`` (the scan's `InputWarning` messages, ``""`` if none).
+            ``input_warnings`` (the scan's `InputWarning` messages, ``""`` if none) and
+            ``error`` (why an unreadable scan has no prediction, ``""`` if none; its
+            predictions are NaN and it gets no QC image).
         """
         import keras
 
@@ -294,39 +296,53 @@ class Predictor:
         if qc_dir is not None:
             os.makedirs(qc_dir, exist_ok=True)
         bar = keras.utils.Progbar(len(scans), unit_name="scan") if progress else None
-        outputs, notes = [], []
+        outputs, notes, errors = [], [], []
         for start in range(0, len(scans), batch_size):
             rows = scans.iloc[start:start + batch_size]
-            batch = []
+            batch, volumes = [], []
             for scan_id, path in zip(rows["id"], rows["path"], strict=True):
-                array, volume, problems = self.preprocess(path)
+                try:
+                    array, volume, problems = self.preprocess(path)
+                except Exception as error:  # noqa: BLE001 - one bad scan must not stop the rest
+                    message = str(error) if str(path) in str(error) else f"{path}: {error}"
+                    errors.append(message or f"{path}: {type(error).__name__}")
+                    notes.append("")
+                    continue
                 for problem in problems:
                     warnings.warn(f"{path}: {problem}", InputWarning, stacklevel=2)
                 notes.append("; ".join(problems))
-                if qc_dir is not None:
-                    save_qc_png(volume, os.path.join(qc_dir, f"{scan_id}.png"), title=str(scan_id))
+                errors.append("")
                 batch.append(array)
-            x = np.stack(batch)[..., None]
-            if len(x) < batch_size:  # one shape for every call: no retracing
-                x = np.concatenate([x, np.repeat(x[-1:], batch_size - len(x), axis=0)])
-            output = self.model.predict_on_batch(x)
-            count = len(batch)
-            outputs.append(keras.tree.map_structure(lambda o: np.asarray(o)[:count], output))  # noqa: B023
+                volumes.append((scan_id, volume))
+            if batch:
+                x = np.stack(batch)[..., None]
+                if len(x) < batch_size:  # one shape for every call: no retracing
+                    x = np.concatenate([x, np.repeat(x[-1:], batch_size - len(x), axis=0)])
+                output = self.model.predict_on_batch(x)
+                count = len(batch)
+                outputs.append(keras.tree.map_structure(lambda o: np.asarray(o)[:count], output))  # noqa: B023
+                for scan_id, volume in volumes if qc_dir is not None else ():  # predicted: QC
+                    save_qc_png(volume, os.path.join(qc_dir, f"{scan_id}.png"), title=str(scan_id))
             if bar is not None:
                 bar.add(len(rows))
         result = scans.reset_index(drop=True).copy()
+        ok = np.array([not e for e in errors], dtype=bool)
         for key, column, decode in self.decoders:
-            raw = np.concatenate([_select(o, key) for o in outputs], axis=0)
-            values = decode(raw)
-            values = np.asarray(values)
-            if values.ndim == 2:
-                for k in range(values.shape[1]):
-                    result[f"predicted_{column}_{k}"] = values[:, k]
+            values = None
+            if outputs:
+                values = np.asarray(decode(np.concatenate([_select(o, key) for o in outputs], axis=0)))
+            full = np.full((len(result), *(() if values is None else values.shape[1:])), np.nan)
+            if values is not None:
+                full[ok] = values
+            if full.ndim == 2:
+                for k in range(full.shape[1]):
+                    result[f"predicted_{column}_{k}"] = full[:, k]
             else:
-                result[f"predicted_{column}"] = values
+                result[f"predicted_{column}"] = full
         self._check_ranges(result)
         self._brain_age(result, age_column, bias_correction)
         result["input_warnings"] = notes
+        result["error"] = errors
         return result
 
     # -- checks ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import tempfile
 import warnings
 
 MAX_SHOWN = 5  # warnings of one kind printed; the rest are counted
+EXIT_SOME_FAILED = 3  # the CSV is written, but some scans could not be read
 HELP = "predict every scan with a pretrained or fine-tuned model; write one CSV row per scan"
 
 
@@ -19,6 +20,8 @@ def add_parser(subparsers):
                "  kerasbrain predict bids/ --model finetuned.keras --age-column age --qc qc/ -o out.csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.epilog += ("\n\nExit status: 0 every scan predicted; 3 some scans could not be read "
+                      "(their rows have an error and no prediction); 1 nothing predicted.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="NIfTI/MGZ files, folders (searched recursively), BIDS datasets "
                              "(folder with participants.tsv) or CSV/TSV tables with a path column")
@@ -90,4 +93,11 @@ def run(args):
     os.replace(tmp, args.output)
     print(f"wrote {args.output} ({len(result)} rows)" + (f"; QC images in {args.qc}" if args.qc else ""),
           file=sys.stderr)
+    failed = [error for error in result["error"] if error]
+    if failed:
+        print(f"{len(failed)} of {len(result)} scan(s) failed (no prediction; see the error "
+              f"column of {args.output}):", file=sys.stderr)
+        for error in failed:
+            print(f"  {error}", file=sys.stderr)
+        return EXIT_SOME_FAILED
     return 0
