@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from kerasbrain import progress as progress_lib
 from kerasbrain.data.io import SUFFIXES, load_volume
 from kerasbrain.data.preprocess import Preprocessor, reorient
 
@@ -295,7 +296,7 @@ class Predictor:
             raise ValueError(f"age column {age_column!r} not in the inputs' columns {list(scans.columns)}")
         if qc_dir is not None:
             os.makedirs(qc_dir, exist_ok=True)
-        bar = keras.utils.Progbar(len(scans), unit_name="scan") if progress else None
+        bar = progress_lib.bar(len(scans), unit_name="scan") if progress else None
         outputs, notes, errors = [], [], []
         for start in range(0, len(scans), batch_size):
             rows = scans.iloc[start:start + batch_size]

@@ -225,7 +225,9 @@ def load_model_weights(model, weights, spec, weights_file, include_top, construc
 
         load_imagenet(model, constructor_2d, include_top=include_top)
     elif weights_file is not None and str(weights_file).endswith(".weights.h5"):
-        model.load_weights(weights_file)
+        from kerasbrain.weights.loading import _load_keras
+
+        _load_keras(model, weights_file, source=weights_file)
     elif spec is not None or weights_file is not None:
         from kerasbrain import weights as weights_lib
 

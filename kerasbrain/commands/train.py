@@ -254,7 +254,10 @@ def run_config(config, extra_callbacks=()):
     with plan.scope():
         model = plan.apply(build_model(config, tasks))
         _write_json(os.path.join(output, "config.json"), {**config, "tasks": config["tasks"]})
+        from kerasbrain import progress
+
         fit_args = {"epochs": int(config["epochs"]), "validation_data": validation,
+                    "verbose": progress.fit_verbose(),
                     "callbacks": [*callbacks(config, validation is not None), *extra_callbacks]}
         if isinstance(train, tuple):
             x, y, weights = train

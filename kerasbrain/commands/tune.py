@@ -90,7 +90,10 @@ def run(args):
         project_name="search",
         overwrite=args.overwrite and not tuning.is_distributed_worker(),
     )
-    fit_kwargs = dict(epochs=epochs, batch_size=int(config.get("batch_size", 4)), verbose=args.verbose)
+    from kerasbrain import progress
+
+    fit_kwargs = dict(epochs=epochs, batch_size=int(config.get("batch_size", 4)),
+                      verbose=progress.fit_verbose(args.verbose))
     tuner.search(x, y, groups=groups, **fit_kwargs)
     if tuning.is_distributed_worker():
         return 0
@@ -111,7 +114,7 @@ def run(args):
     config_lib.write_config(exported, os.path.join(output, "best_config.yaml"))
     if config.get("retrain", True):
         model = tuner.fit_best(x, y, epochs=epochs_best, batch_size=fit_kwargs["batch_size"],
-                               verbose=args.verbose)  # fmt: skip
+                               verbose=fit_kwargs["verbose"])  # fmt: skip
         save_model(model, os.path.join(output, "best_model.keras"))
     row = table.iloc[0]
     print(f"best trial {row['trial']}: {tuner.oracle.objective.name} = {row['mean']:.4g} "

@@ -72,7 +72,10 @@ def tfrecord_dataset(
     manifest, folder, files = _resolve(pattern_or_manifest)
     entries = {s["file"]: s for s in manifest["shards"]}
     _verify(folder, files, entries, verify)
-    names = _select_labels(manifest, labels)
+    try:
+        names = _select_labels(manifest, labels)
+    except ValueError as error:
+        raise ValueError(f"{os.path.join(folder, MANIFEST)}: {error}") from None
     specs = [manifest["labels"][n] for n in names]
     shape = tuple(manifest["shape"])
     storage = tf.as_dtype(manifest["dtype"])
@@ -88,6 +91,8 @@ def tfrecord_dataset(
     if per_record_shard:
         count = len(range(shard_index, count, num_shards))
     paths = [os.path.join(folder, f) for f in files]
+    if paths:
+        _check_record(paths[0], shape, storage, manifest.get("compression") or "", folder)
 
     deterministic = True if seed is not None else None
     compression = manifest.get("compression") or ""
@@ -264,6 +269,24 @@ def _resolve(source):
     if unknown:
         raise ValueError(f"{folder}: shards {unknown} are not listed in {MANIFEST}")
     return manifest, folder, [s["file"] for s in manifest["shards"] if s["file"] in names]
+
+
+def _check_record(path, shape, storage, compression, folder):
+    """The first record of ``path`` holds a volume of the manifest's ``shape``."""
+    import numpy as np
+    import tensorflow as tf
+
+    try:
+        record = next(iter(tf.data.TFRecordDataset(path, compression_type=compression).take(1)))
+        example = tf.io.parse_single_example(record, {"volume": tf.io.FixedLenFeature([], tf.string)})
+    except (tf.errors.OpError, StopIteration) as error:
+        raise ValueError(f"{path}: not a readable kerasbrain TFRecord shard: "
+                         f"{getattr(error, 'message', error)}") from None
+    size = len(example["volume"].numpy()) // storage.size
+    if size != int(np.prod(shape)):
+        raise ValueError(f"{path}: records hold {size} voxels but {os.path.join(folder, MANIFEST)} "
+                         f"says shape {list(shape)} ({int(np.prod(shape))} voxels); the manifest "
+                         "does not belong to these shards: re-run write_tfrecords")
 
 
 def _verify(folder, files, entries, verify):

@@ -6,6 +6,8 @@ in the published pipelines, e.g. UK Biobank SFCN divides by the mean of the whol
 182x218x182 image).
 """
 
+import warnings
+
 import numpy as np
 from nibabel import orientations as nio
 
@@ -46,9 +48,11 @@ def resample(volume, spacing, order=1):
     ratio = target / current
     shape = tuple(max(1, int(round(n / r))) for n, r in zip(volume.shape, ratio, strict=True))
     offset = 0.5 * ratio - 0.5
-    array = ndimage.affine_transform(
-        volume.array, ratio, offset=offset, output_shape=shape, order=order, mode="nearest"
-    )
+    with warnings.catch_warnings():  # SciPy < 1.14 notes a 1-D matrix's 0.18 change each call
+        warnings.filterwarnings("ignore", "The behavior of affine_transform", UserWarning)
+        array = ndimage.affine_transform(
+            volume.array, ratio, offset=offset, output_shape=shape, order=order, mode="nearest"
+        )
     step = np.eye(4)
     step[:3, :3] = np.diag(ratio)
     step[:3, 3] = offset

@@ -21,6 +21,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import sys
 
 import numpy as np
 
@@ -101,6 +102,10 @@ def write_tfrecords(
     Returns:
         `WriteReport`.
     """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # a spawned worker re-running an unguarded script: leave quietly before touching
+        # out_dir; the parent sees the pool break and decodes in its own process
+        raise SystemExit(1)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     if compression not in COMPRESSION:
@@ -253,12 +258,19 @@ def _encode_row(path, config, dtype):
     return (data, scale, offset, list(volume.shape), list(volume.spacing)), None
 
 
+SPAWN_FAILED = (
+    "kerasbrain: write_tfrecords: worker processes could not start (a script that calls "
+    "write_tfrecords needs an `if __name__ == \"__main__\":` guard, or pass workers=1); "
+    "decoding in this process instead."
+)
+
+
 class _Results:
     """Ordered results of `_encode_row` over the rows to write, computed ahead in workers."""
 
     def __init__(self, todo, frame, config, dtype, workers):
         self._args = [(frame["path"][r] or f"(no path in row {r})", config, dtype) for _, r in todo]
-        self._next = 0
+        self._next = self._done = 0
         self._pending = collections.deque()
         self._executor = None
         if workers > 1 and len(self._args) > 1:
@@ -274,13 +286,21 @@ class _Results:
             self._next += 1
 
     def get(self):
-        if self._executor is None:
-            args = self._args[self._next]
-            self._next += 1
-            return _encode_row(*args)
-        result = self._pending.popleft().result()
-        self._submit()
-        return result
+        if self._executor is not None:
+            try:
+                result = self._pending.popleft().result()
+            except concurrent.futures.process.BrokenProcessPool:
+                print(SPAWN_FAILED, file=sys.stderr)
+                self.close()
+                self._executor, self._next = None, self._done
+            else:
+                self._submit()
+                self._done += 1
+                return result
+        args = self._args[self._next]
+        self._next += 1
+        self._done += 1
+        return _encode_row(*args)
 
     def close(self):
         if self._executor is not None:
@@ -433,9 +453,9 @@ def _json_default(value):
 def _progress_bar(total, progress):
     if not progress:
         return None
-    import keras
+    from kerasbrain import progress as progress_lib
 
-    return keras.utils.Progbar(total, unit_name="volume")
+    return progress_lib.bar(total, unit_name="volume")
 
 
 def read_manifest(path):
@@ -448,8 +468,11 @@ def read_manifest(path):
             f"{path}: no manifest (the TFRecord folder is incomplete: re-run write_tfrecords)"
         )
     with open(path) as handle:
-        manifest = json.load(handle)
-    if manifest.get("format") != FORMAT:
+        try:
+            manifest = json.load(handle)
+        except ValueError as error:
+            raise ValueError(f"{path}: not valid JSON ({error}); re-run write_tfrecords") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: not a kerasbrain TFRecord manifest")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{path}: format version {manifest['format_version']} is newer than this kerasbrain")

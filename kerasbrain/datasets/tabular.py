@@ -29,12 +29,11 @@ def load_dataset(source, preprocessor, path_column="path", progress=True):
         ValueError: a scan's preprocessed shape differs from the others (set the
             preprocessor's ``shape``); errors of reading name the file.
     """
-    import keras
-
+    from kerasbrain import progress as progress_lib
     from kerasbrain.inference import collect_inputs
 
     table = collect_inputs(source, path_column=path_column)
-    bar = keras.utils.Progbar(len(table), unit_name="scan") if progress else None
+    bar = progress_lib.bar(len(table), unit_name="scan") if progress else None
     arrays = []
     for path in table["path"]:
         array = preprocessor(path)

@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 
+from kerasbrain import progress as progress_lib
 from kerasbrain.weights.registry import get_spec
 
 #: attempts per file and the first back-off delay (seconds, doubled after each failure)
@@ -154,9 +155,7 @@ def _fetch(file_spec, dest_dir, progress):
             total = int(total) if total and total.isdigit() else None
             bar = None
             if progress:
-                import keras  # imported on use: `kerasbrain weights list` stays quick
-
-                bar = keras.utils.Progbar(total, unit_name="B")
+                bar = progress_lib.bar(total, unit_name="B")
             done = 0
             for chunk in iter(lambda: resp.read(CHUNK_BYTES), b""):
                 out.write(chunk)

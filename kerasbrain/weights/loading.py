@@ -360,3 +360,6 @@ def _load_keras(model, path, source):
         model.load_weights(path)
     except ValueError as error:
         raise ValueError(f"{source}: does not fit model {model.name!r}: {error}") from error
+    except (OSError, KeyError, RuntimeError, TypeError) as error:  # h5py: not HDF5, truncated
+        raise ValueError(f"{source}: not a readable Keras weights file (not HDF5, or "
+                         f"truncated): {error}") from error
