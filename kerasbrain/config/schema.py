@@ -200,8 +200,8 @@ def _walk(schema, prefix):
         yield path, key
         if key.keys is not None:
             yield from _walk(key.keys, f"{path}.")
-        for prefix, sub in (key.prefixed or {}).items():
-            yield f"{path}.{prefix}<name>", sub
+        for start, sub in (key.prefixed or {}).items():
+            yield f"{path}.{start}<name>", sub
         if key.items is not None and key.items.keys is not None:
             yield from _walk(key.items.keys, f"{path}[].")
         if key.variants is not None:

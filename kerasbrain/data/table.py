@@ -163,13 +163,14 @@ def _parse_label(column, name, source="table", categorical=False):
         return pd.to_numeric(column, errors="coerce").astype("float64").values, LabelSpec(
             name, "numeric"
         )
-    bad = present[numeric.isna()]
-    if numeric.notna().sum() > len(bad):  # mostly numbers: a typo, not categories
-        cells = ", ".join(f"row {i}: {v!r}" for i, v in list(bad.items())[:5])
-        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise ValueError(f"{source}: label column {name!r} is numeric except {cells}{more}; "
-                         "fix those cells, mark them missing (n/a), or declare the column "
-                         "categorical")
+    text, numbers = present[numeric.isna()], present[numeric.notna()]
+    if len(numbers):  # a mix: typos in a numeric column, or numbers among categories
+        odd, what = (text, "is numeric except") if len(numbers) >= len(text) else (
+            numbers, "holds categories but has numbers in")
+        cells = ", ".join(f"row {i}: {v!r}" for i, v in list(odd.items())[:5])
+        more = f" and {len(odd) - 5} more" if len(odd) > 5 else ""
+        raise ValueError(f"{source}: label column {name!r} {what} {cells}{more}; fix those "
+                         "cells, mark them missing (n/a), or declare the column categorical")
     values = [None if _missing(v) else str(v).strip() for v in column]
     categories = sorted({v for v in values if v is not None})
     return np.array(values, dtype=object), LabelSpec(name, "categorical", categories)
