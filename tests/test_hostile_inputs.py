@@ -8,6 +8,7 @@ import copy
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import warnings
@@ -106,6 +107,8 @@ TRAIN_CASES = [
     ("distribution.gpus", 2, r"distribution\.gpus: unknown key"),
     ("output", _DELETE, r"output: required key missing"),
     ("tasks", "age", r"tasks: expected a list, got 'age'"),
+    ("tasks.1", {"type": "categorical", "name": "site", "classes": 1},
+     r"tasks\[1\]\.classes: 1 is out of range; expected >= 2"),
 ]
 TUNE_CASES = [
     ("search_space.learnig_rate", [1.0e-3], r"search_space\.learnig_rate: unknown key; did you mean learning_rate\?"),
@@ -233,6 +236,42 @@ TASK_CASES = [
 def test_task_labels_before_training(task, labels, pattern):
     with pytest.raises((ValueError, TypeError), match=pattern):
         tasks.encode_labels([task], {task.name: np.array(labels, dtype=object)})
+
+
+TRAIN_DATA_CASES = {
+    "table-forty": r"table\.csv: label column 'age' is numeric except row 1: 'forty'",
+    "table-truncated": r"table\.csv: row 1: cannot read .*sub-01\.nii\.gz",
+    "npz-one-class": r"train\.npz: task 'sex': column 'sex' holds one class only",
+    "npz-no-age": r"train\.npz: task 'age': all 4 labels are missing",
+    "npz-corrupt": r"train\.npz: not a readable NumPy archive",
+    "npz-no-x": r"train\.npz: needs an array 'x' of volumes",
+}
+
+
+@BI
+@pytest.mark.parametrize("case", list(TRAIN_DATA_CASES))
+def test_train_data(tmp_path, capsys, case):
+    x = np.zeros((4, *SHAPE), "float32")
+    age, sex = np.array([40.0, 50, 60, 70]), np.array([0.0, 1, 0, 1])
+    if case.startswith("table"):
+        paths = _scans(tmp_path / "scans", 4, bad=(1,) if case == "table-truncated" else ())
+        ages = ["40", "forty" if case == "table-forty" else "45", "52", "61"]
+        pd.DataFrame({"path": paths, "age": ages, "sex": [0, 1, 0, 1]}).to_csv(tmp_path / "table.csv")
+        source = {"table": str(tmp_path / "table.csv")}
+    else:
+        source = {"npz": str(tmp_path / "train.npz")}
+        if case == "npz-corrupt":
+            (tmp_path / "train.npz").write_bytes(b"PK\x03\x04 not really a zip")
+        else:
+            arrays = {"x": x, "age": np.full(4, np.nan) if case == "npz-no-age" else age,
+                      "sex": np.ones(4) if case == "npz-one-class" else sex}
+            if case == "npz-no-x":
+                arrays["volumes"] = arrays.pop("x")
+            np.savez(tmp_path / "train.npz", **arrays)
+    config = _edit(_edit(TRAIN, "data.train", source), "output", str(tmp_path / "run"))
+    assert cli.main(["train", _write(tmp_path, config)]) == 1
+    assert re.search(TRAIN_DATA_CASES[case], capsys.readouterr().err)
+    assert not (tmp_path / "run" / "model.keras").exists()
 
 
 @pytest.fixture(scope="module")

@@ -122,20 +122,30 @@ def load_data(source, tasks, batch_size, shuffle, seed, augment=None, **shards):
                                      batch_size=batch_size, shuffle=shuffle, seed=seed,
                                      augment=layer, **shards)
     if "npz" in source:
+        import zipfile
+
         import numpy as np
 
-        with np.load(source["npz"], allow_pickle=False) as arrays:
-            if "x" not in arrays:
-                raise ValueError(f"{source['npz']}: needs an array 'x' of volumes.")
-            x = arrays["x"].astype("float32")
-            table = {name: arrays[name] for name in arrays.files if name != "x"}
+        try:
+            with np.load(source["npz"], allow_pickle=False) as arrays:
+                if "x" not in arrays:
+                    raise ValueError(f"{source['npz']}: needs an array 'x' of volumes.")
+                x = arrays["x"].astype("float32")
+                table = {name: arrays[name] for name in arrays.files if name != "x"}
+        except (OSError, EOFError, zipfile.BadZipFile) as error:
+            raise ValueError(f"{source['npz']}: not a readable NumPy archive: {error}") from None
     elif "table" in source:
-        x, table = _load_table(source["table"], source.get("path_column", "path"))
+        x, table = _load_table(source["table"], source.get("path_column", "path"),
+                               [task.name for task in tasks])
     else:
         raise ValueError(f"data source {source!r} must have one of tfrecords, table, npz.")
     if x.ndim == 4:
         x = x[..., None]
-    y, weights = tasks_lib.encode_labels(tasks, table)
+    try:
+        y, weights = tasks_lib.encode_labels(tasks, table)
+    except (ValueError, TypeError, KeyError) as error:
+        file = source.get("npz") or source.get("table")
+        raise ValueError(f"{file}: {str(error).strip(chr(34))}") from None
     return x, y, weights
 
 
@@ -158,21 +168,23 @@ def _check_manifest_labels(folder, tasks):
                              f"{count['present']} labelled records; a classifier needs two.")
 
 
-def _load_table(path, path_column):
+def _load_table(path, path_column, labels):
+    """Volumes and the ``labels`` columns of a CSV/TSV (checked as ``write_tfrecords``
+    checks them: a column mixing numbers and text is an error naming the rows)."""
     import nibabel as nib
     import numpy as np
-    import pandas as pd
 
-    table = pd.read_csv(path, sep="\t" if str(path).endswith(".tsv") else ",")
-    if path_column not in table:
-        raise ValueError(f"{path}: no column {path_column!r} with volume paths.")
-    root = os.path.dirname(os.path.abspath(path))
+    from kerasbrain.data import read_table
+
+    table = read_table(path, labels=labels, path_column=path_column).frame
     volumes = []
-    for row, name in enumerate(table[path_column]):
-        file = name if os.path.isabs(name) else os.path.join(root, name)
+    for row, file in enumerate(table["path"]):
         if not os.path.exists(file):
             raise FileNotFoundError(f"{path}: row {row}: volume not found: {file}")
-        volumes.append(np.asarray(nib.load(file).dataobj, dtype="float32"))
+        try:
+            volumes.append(np.asarray(nib.load(file).dataobj, dtype="float32"))
+        except Exception as error:  # noqa: BLE001 - nibabel/zlib/EOF errors lack the file name
+            raise ValueError(f"{path}: row {row}: cannot read {file}: {error}") from None
     shapes = {v.shape for v in volumes}
     if len(shapes) != 1:
         raise ValueError(f"{path}: volumes differ in shape {sorted(shapes)}; preprocess them first.")

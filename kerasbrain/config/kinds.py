@@ -27,7 +27,7 @@ TASK_VARIANTS = {
     },
     "categorical": {
         **_TASK_COMMON,
-        "classes": required((int, list), "number of classes or the list of labels"),
+        "classes": required((int, list), "number of classes or the list of labels", low=2),
     },
     "soft_classification": {
         **_TASK_COMMON,
