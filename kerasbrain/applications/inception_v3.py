@@ -41,16 +41,8 @@ def _avg_pool_same(x):
 
 
 def InceptionV3(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="inception_v3",
-    *,
-    remat=None,
+    include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+    classes=1000, classifier_activation="softmax", name="inception_v3", *, remat=None,
 ):
     """Instantiate the 3D Inception v3.
 
@@ -150,6 +142,4 @@ def preprocess_input(x):
     return _common.imagenet_preprocess(x, "tf")
 
 
-def decode_predictions(preds, top=5):
-    """Top-``top`` ImageNet classes of a 1000-class ImageNet head (keras' decoding)."""
-    return _common.imagenet_decode(preds, top=top)
+decode_predictions = _common.imagenet_decode

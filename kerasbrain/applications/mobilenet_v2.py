@@ -16,22 +16,12 @@ from kerasbrain.applications import _common
 from kerasbrain.layers import DepthwiseConv3D
 
 MIN_SIZE = 32  # five stride-2 stages
-DEFAULT_INPUT_SHAPE = (160, 192, 160, 1)
 IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 
 
 def MobileNetV2(
-    input_shape=None,
-    alpha=1.0,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-    *,
-    remat=None,
+    input_shape=None, alpha=1.0, include_top=True, weights=None, input_tensor=None,
+    pooling=None, classes=1000, classifier_activation="softmax", name=None, *, remat=None,
 ):
     """Instantiate the 3D MobileNetV2 architecture.
 
@@ -179,6 +169,4 @@ def preprocess_input(x, data_format=None):
     return _common.imagenet_preprocess(x, "tf")
 
 
-def decode_predictions(preds, top=5):
-    """Top-``top`` ImageNet classes of a 1000-class ImageNet head (keras' decoding)."""
-    return _common.imagenet_decode(preds, top=top)
+decode_predictions = _common.imagenet_decode

@@ -16,6 +16,8 @@ _NAMES = {
     "VolumeError": "io",
     "load_volume": "io",
     "check_array": "io",
+    "collect_inputs": "inputs",
+    "merge_table": "inputs",
     "Preprocessor": "preprocess",
     "reorient": "preprocess",
     "resample": "preprocess",
@@ -47,4 +49,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted([*__all__, "dataset", "io", "preprocess", "presets", "table", "tfrecords"])
+    return sorted([*__all__, "dataset", "inputs", "io", "preprocess", "presets", "table", "tfrecords"])
