@@ -4,6 +4,14 @@ import os
 
 import keras
 
+from kerasbrain.applications._preprocessing import (  # noqa: F401  (the families call them here)
+    as_array,
+    imagenet_decode,
+    imagenet_preprocess,
+    preprocess,
+    preset_preprocess,
+)
+
 
 def obtain_input_shape(
     input_shape, default_shape, min_size, include_top, weights_fixed_shape=False, name="model"
@@ -278,69 +286,6 @@ def volume_shape(input_shape, min_size, include_top, name, channels=1):
     )
 
 
-#: ImageNet channel statistics of keras.applications' preprocessing modes (RGB order)
-_IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
-_TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
-_TORCH_STD_RGB = (0.229, 0.224, 0.225)
-
-
-def imagenet_preprocess(x, mode):
-    """keras.applications' ImageNet preprocessing, extended to volumes of any channel count.
-
-    Expects intensities in ``[0, 255]`` (rescale MRI first, e.g. ``255 * x / x.max()``).
-    With 3 channels (RGB) it equals ``keras.applications.imagenet_utils.preprocess_input``
-    on each depth slice; with other channel counts the per-channel statistics are their
-    mean over R, G, B, matching the first convolution whose RGB kernels were summed.
-
-    Args:
-        x: array ``(..., channels)``.
-        mode: ``"caffe"`` (subtract the ImageNet mean, BGR order for 3 channels, no
-            scaling), ``"tf"`` (scale to ``[-1, 1]``) or ``"torch"`` (scale to ``[0, 1]``,
-            then normalise with ImageNet mean and standard deviation).
-
-    Returns:
-        float32 array of the same shape.
-    """
-    import numpy as np
-
-    x = np.asarray(x, dtype="float32")
-    rgb = x.shape[-1] == 3
-    if mode == "tf":
-        return x / 127.5 - 1.0
-    if mode == "caffe":
-        if rgb:
-            x = x[..., ::-1]
-            mean = np.asarray(_IMAGENET_MEAN_RGB[::-1], "float32")
-        else:
-            mean = np.float32(np.mean(_IMAGENET_MEAN_RGB))
-        return x - mean
-    if mode == "torch":
-        mean = np.asarray(_TORCH_MEAN_RGB, "float32")
-        std = np.asarray(_TORCH_STD_RGB, "float32")
-        if not rgb:
-            mean, std = np.float32(mean.mean()), np.float32(std.mean())
-        return (x / 255.0 - mean) / std
-    raise ValueError(f"mode must be 'caffe', 'tf' or 'torch', got {mode!r}.")
-
-
-def imagenet_decode(preds, top=5):
-    """Top ImageNet classes of a 1000-class head (``keras.applications`` decoding).
-
-    Delegates to ``keras.applications.imagenet_utils.decode_predictions``, which downloads
-    the class index once into the Keras cache.
-    """
-    import numpy as np
-
-    preds = np.asarray(preds)
-    if preds.ndim != 2 or preds.shape[1] != 1000:
-        raise ValueError(
-            "decode_predictions: expects the (batch, 1000) output of an ImageNet top, got "
-            f"shape {preds.shape}. Heads trained for other targets are decoded by the task "
-            "that trained them (kerasbrain.tasks)."
-        )
-    return keras.applications.imagenet_utils.decode_predictions(preds, top=top)
-
-
 #: the arguments every keras.applications-style constructor takes, in order
 _STANDARD_ARGS = (("include_top", True), ("weights", None), ("input_tensor", None),
                   ("input_shape", None), ("pooling", None), ("classes", 1000),
@@ -416,12 +361,3 @@ def variant_docstring(name, top, arguments="", note="", features="features", siz
         A ``keras.Model``: ``(batch, classes)`` with the top, else the map
         ``(batch, x/32, y/32, z/32, {features})`` or pooled ``(batch, {features})``.
     """
-
-
-def scaled_by_model(x, data_format=None):
-    """``preprocess_input`` of families whose models scale their own inputs: the identity.
-
-    These models take intensities in ``[0, 255]``; kept for ``keras.applications``
-    compatibility (``data_format`` is ignored).
-    """
-    return x

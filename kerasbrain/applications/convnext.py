@@ -240,5 +240,11 @@ ConvNeXtLarge = _variant("large")
 ConvNeXtXLarge = _variant("xlarge")
 
 
-preprocess_input = _common.scaled_by_model
+def preprocess_input(x, weights="imagenet"):
+    """Scale volumes (array or backend tensor) for ``weights``: ``"imagenet"``: nothing, the
+    model scales its own inputs (intensities in ``[0, 255]``); a registry or preset name:
+    its preset's scaling. Returns float32."""
+    return _common.preprocess(x, weights, None)
+
+
 decode_predictions = _common.imagenet_decode

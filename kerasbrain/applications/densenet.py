@@ -176,26 +176,14 @@ DenseNet201 = _constructor(201)
 
 
 def preprocess_input(x, weights="imagenet"):
-    """Scale volumes the way the weights expect.
+    """Scale volumes (array or backend tensor) the way the weights expect.
 
     ``"imagenet"``: intensities in ``[0, 255]`` scaled to ``[0, 1]`` and normalised with
     the ImageNet mean and standard deviation (keras' ``"torch"`` mode; the means over
-    R, G, B for non-RGB volumes). ``"synthba-g"``/``"synthba-u"``: each volume min-max
-    scaled to ``[0, 1]``.
+    R, G, B for non-RGB volumes). A registry name (``"synthba-g"``/``"synthba-u"``): its
+    preset's scaling, each volume min-max scaled to ``[0, 1]``.
     """
-    if weights == "imagenet":
-        return _common.imagenet_preprocess(x, "torch")
-    if str(weights).startswith("synthba"):
-        import numpy as np
-
-        x = np.asarray(x, dtype="float32")
-        axes = tuple(range(x.ndim - 4, x.ndim))
-        low = x.min(axis=axes, keepdims=True)
-        span = x.max(axis=axes, keepdims=True) - low
-        return (x - low) / np.where(span > 0, span, 1.0)
-    raise ValueError(
-        f"preprocess_input: weights must be 'imagenet', 'synthba-g' or 'synthba-u', got {weights!r}."
-    )
+    return _common.preprocess(x, weights, "torch")
 
 
 decode_predictions = _common.imagenet_decode

@@ -238,5 +238,11 @@ EfficientNetB6 = _variant("b6")
 EfficientNetB7 = _variant("b7")
 
 
-preprocess_input = _common.scaled_by_model
+def preprocess_input(x, weights="imagenet"):
+    """Scale volumes (array or backend tensor) for ``weights``: ``"imagenet"``: nothing, the
+    model scales its own inputs (intensities in ``[0, 255]``); a registry or preset name:
+    its preset's scaling. Returns float32."""
+    return _common.preprocess(x, weights, None)
+
+
 decode_predictions = _common.imagenet_decode

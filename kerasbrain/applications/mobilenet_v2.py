@@ -155,18 +155,11 @@ def _make_divisible(v, divisor, min_value=None):
     return new_v
 
 
-def preprocess_input(x, data_format=None):
-    """Intensities in ``[0, 255]`` scaled to ``[-1, 1]`` (``x / 127.5 - 1``), as the 2D model.
-
-    Args:
-        x: volume(s) ``(..., x, y, z, channels)``, intensities already mapped to
-            ``[0, 255]`` (e.g. ``255 * x / x.max()``).
-        data_format: accepted for ``keras.applications`` compatibility (channels-last).
-
-    Returns:
-        float32 array of the same shape.
-    """
-    return _common.imagenet_preprocess(x, "tf")
+def preprocess_input(x, weights="imagenet"):
+    """Scale volumes (array or backend tensor ``(..., x, y, z, channels)``) for ``weights``:
+    ``"imagenet"``: intensities in ``[0, 255]`` scaled to ``[-1, 1]`` (keras' ``"tf"``
+    mode, ``x / 127.5 - 1``); a registry or preset name: its preset's scaling."""
+    return _common.preprocess(x, weights, "tf")
 
 
 decode_predictions = _common.imagenet_decode

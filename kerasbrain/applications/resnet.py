@@ -39,7 +39,6 @@ lowers training memory for full-size volumes at the price of a second forward pa
 """
 
 import keras
-import numpy as np
 
 from kerasbrain.applications import _common
 from kerasbrain.layers.conv import FastConv3D
@@ -259,35 +258,17 @@ def preprocess_input(x, weights="imagenet"):
     """Scale volumes the way the weights expect.
 
     Args:
-        x: array ``(..., x, y, z, channels)``.
+        x: array or backend tensor ``(..., x, y, z, channels)``.
         weights: ``"imagenet"``: intensities in ``[0, 255]`` minus the ImageNet mean
             (keras' ``"caffe"`` mode; BGR order for 3 channels, the mean over R, G, B
-            otherwise). ``"medicalnet"``: each volume standardised to zero mean and unit
-            standard deviation over its non-zero voxels (background stays 0), as MedicalNet
-            was trained.
+            otherwise). A registry name (``"medicalnet"``): its preset's scaling, for
+            MedicalNet each volume standardised to zero mean and unit standard deviation
+            over its non-zero voxels (background stays 0).
 
     Returns:
         float32 array of the same shape.
     """
-    if weights == "imagenet":
-        return _common.imagenet_preprocess(x, "caffe")
-    if weights == "medicalnet":
-        return _nonzero_zscore(x)
-    raise ValueError(f"preprocess_input: weights must be 'imagenet' or 'medicalnet', got {weights!r}.")
-
-
-def _nonzero_zscore(x):
-    x = np.asarray(x, dtype="float32")
-    batch = x if x.ndim == 5 else x[None]
-    out = np.zeros_like(batch)
-    for i, volume in enumerate(batch):
-        mask = volume != 0
-        if not mask.any():
-            continue
-        values = volume[mask]
-        std = values.std()
-        out[i][mask] = (values - values.mean()) / (std if std > 0 else 1.0)
-    return out if x.ndim == 5 else out[0]
+    return _common.preprocess(x, weights, "caffe")
 
 
 decode_predictions = _common.imagenet_decode

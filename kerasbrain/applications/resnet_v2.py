@@ -127,9 +127,11 @@ ResNet101V2 = _constructor(101)
 ResNet152V2 = _constructor(152)
 
 
-def preprocess_input(x):
-    """Intensities in ``[0, 255]`` scaled to ``[-1, 1]`` (keras' ``"tf"`` mode)."""
-    return _common.imagenet_preprocess(x, "tf")
+def preprocess_input(x, weights="imagenet"):
+    """Scale volumes (array or backend tensor ``(..., x, y, z, channels)``) for ``weights``:
+    ``"imagenet"``: intensities in ``[0, 255]`` scaled to ``[-1, 1]`` (keras' ``"tf"``
+    mode, ``x / 127.5 - 1``); a registry or preset name: its preset's scaling."""
+    return _common.preprocess(x, weights, "tf")
 
 
 decode_predictions = _common.imagenet_decode

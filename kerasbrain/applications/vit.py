@@ -142,14 +142,17 @@ ViTB16 = _constructor("B", 16)
 ViTL16 = _constructor("L", 16)
 
 
-def preprocess_input(x):
-    """Standardise each volume to zero mean and unit standard deviation (float32).
-
-    There are no ImageNet weights for the 3D ViT; this is a neutral default.
+def preprocess_input(x, weights=None):
+    """Scale volumes (array or backend tensor ``(..., x, y, z, channels)``) for ``weights``:
+    ``None``: each volume standardised to zero mean and unit standard deviation (float32;
+    there are no ImageNet weights for the 3D ViT, this is a neutral default); a registry or
+    preset name: its preset's scaling.
     """
+    if weights is not None:
+        return _common.preset_preprocess(x, weights)
     import numpy as np
 
-    x = np.asarray(x, dtype="float32")
+    x = _common.as_array(x)
     axes = tuple(range(x.ndim - 4, x.ndim))
     mean = x.mean(axis=axes, keepdims=True)
     std = x.std(axis=axes, keepdims=True)

@@ -19,6 +19,7 @@ _NAMES = {
     "collect_inputs": "inputs",
     "merge_table": "inputs",
     "Preprocessor": "preprocess",
+    "normalise": "preprocess",
     "reorient": "preprocess",
     "resample": "preprocess",
     "bounding_box": "preprocess",
