@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from kerasbrain import cli, inference, tasks
-from kerasbrain.commands import train as train_command
+from kerasbrain import training as train_command
 from kerasbrain.data import Preprocessor, read_table, tfrecord_dataset, write_tfrecords
 from kerasbrain.tuning import config as tune_config
 

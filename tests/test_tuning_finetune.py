@@ -11,7 +11,7 @@ import yaml
 
 import kerasbrain as kb
 from kerasbrain import cli, tuning
-from kerasbrain.commands import train as train_command
+from kerasbrain import training as train_command
 
 pytest.importorskip("kerasbrain.transfer", reason="needs kerasbrain.transfer.finetune")
 

@@ -15,6 +15,8 @@ import keras_tuner as kt
 import numpy as np
 import yaml
 
+from kerasbrain.files import write_text
+
 
 def read_config(path):
     """Load a ``kerasbrain tune`` config and check it against its schema (errors name
@@ -28,15 +30,13 @@ def read_config(path):
 
 def write_config(config, path):
     """Write ``config`` as YAML (``.yaml``/``.yml``) or JSON (``.json``), atomically."""
-    from kerasbrain.tuning.results import atomic_write
-
     path = os.fspath(path)
     config = _plain(config)
     if path.endswith(".json"):
         text = json.dumps(config, indent=2) + "\n"
     else:
         text = yaml.safe_dump(config, sort_keys=False)
-    return atomic_write(path, text)
+    return write_text(path, text)
 
 
 def tasks_from_config(specs):
