@@ -19,6 +19,18 @@ def test_docs_match_the_schemas():
 
 
 @pytest.mark.backend_independent
+def test_documented_examples_are_valid():
+    import yaml
+
+    from kerasbrain import training
+    from kerasbrain.commands import tune
+
+    config.check(yaml.safe_load(tune.EXAMPLE), config.SCHEMAS["tune"], "tune.EXAMPLE")
+    example = training.__doc__.split("::")[1].split("\n\n")[1]
+    config.check(yaml.safe_load(example), config.SCHEMAS["train"], "training.__doc__")
+
+
+@pytest.mark.backend_independent
 def test_check_walks_every_level_and_registers_kinds():
     schema = {"outer": config.Key((dict,), "a mapping", keys={
         "items": config.Key((list,), "a list", items=config.Key((dict,), "an item", keys={

@@ -227,7 +227,7 @@ TASK_CASES = [
     (tasks.Categorical("site", classes=3), [2, 2, 2, 2], r"task 'site': column 'site' holds one class only"),
     (tasks.Regression("age"), [None, np.nan, None, None], r"task 'age': all 4 labels are missing \(column 'age'"),
     (tasks.Regression("age"), [40, "forty", 50, 60], r"task 'age' \(Regression\) needs numeric labels; row 1 has 'forty'"),
-    (tasks.Binary("dx"), [0, 1, 2, 1], r"dx"),
+    (tasks.Binary("dx"), [0, 1, 2, 1], r"task 'dx' is Binary but its labels have 3 classes"),
 ]
 
 
