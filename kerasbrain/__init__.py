@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "applications",
     "brainage",
+    "config",
     "data",
     "datasets",
     "demo",
@@ -21,6 +22,7 @@ _SUBMODULES = (
     "inference",
     "layers",
     "models",
+    "progress",
     "scale",
     "tasks",
     "training",
