@@ -221,12 +221,27 @@ def load_model(path, compile=True, **kwargs):
     Imports the modules that register kerasbrain's layers, tasks, losses, metrics and
     models with Keras first, so a ``.keras`` file written by any kerasbrain model loads in
     a fresh process. ``kwargs`` go to ``keras.saving.load_model``.
+
+    Raises:
+        FileNotFoundError / ValueError naming ``path`` (missing, not a zip archive, truncated).
     """
     import importlib
+    import os
+    import zipfile
 
     for module in ("kerasbrain.layers", "kerasbrain.applications.convnext"):
         importlib.import_module(module)
-    return keras.saving.load_model(path, compile=compile, **kwargs)
+    name = os.fspath(path)
+    if name.endswith(".keras"):
+        if not os.path.exists(name):
+            raise FileNotFoundError(f"{name}: no such model file")
+        if not zipfile.is_zipfile(name):
+            raise ValueError(f"{name}: not a .keras model (not a zip archive: truncated, or "
+                             "another format)")
+    try:
+        return keras.saving.load_model(path, compile=compile, **kwargs)
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise ValueError(f"{name}: not a readable .keras model (truncated?): {error}") from None
 
 
 def compile_model(model, optimizer="adam", learning_rate=1e-3, weight_decay=0.0, loss_weights=None):

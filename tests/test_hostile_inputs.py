@@ -382,6 +382,21 @@ def test_bad_weight_files(tmp_path, kind):
              filters=(2, 2, 2, 2, 2, 2))
 
 
+@BI
+@pytest.mark.parametrize("kind", ["junk.keras", "truncated.keras", "missing.keras"])
+def test_bad_model_files(tmp_path, capsys, kind):
+    path = tmp_path / kind
+    if kind == "junk.keras":
+        path.write_text("junk")
+    elif kind == "truncated.keras":
+        keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(tmp_path / "good.keras")
+        path.write_bytes((tmp_path / "good.keras").read_bytes()[:300])
+    scans = _scans(tmp_path / "scans", 1)
+    out = tmp_path / "out.csv"
+    assert cli.main(["predict", scans[0], "--model", str(path), "-o", str(out)]) == 1
+    assert f"{path}: " in capsys.readouterr().err and not out.exists()
+
+
 # -- predict ----------------------------------------------------------------------------
 
 
