@@ -66,6 +66,10 @@ def load_config(path, command="train", overrides=None):
                              f"{given or 'none'}.")
     if config["backbone"] is None and config["model"] is None:
         raise ValueError(f"{path}: give 'backbone' (an architecture) or 'model' (a saved .keras file).")
+    if config["backbone"] is not None and config["model"] is None:
+        backbone = config["backbone"]
+        config_lib.check_backbone(backbone.get("name", "SFCN"), backbone.get("kwargs"),
+                                  os.fspath(path), "backbone.name", "backbone.kwargs")
     if command == "finetune" and config["model"] is None \
             and not (config["backbone"] or {}).get("weights"):
         raise ValueError(f"{path}: finetune needs pretrained weights: backbone.weights or model.")

@@ -104,6 +104,9 @@ TRAIN_CASES = [
     ("finetune.dropout", 1.0, r"finetune\.dropout: 1\.0 is out of range; expected a value in \[0, 1\)"),
     ("finetune.trainable_block", 2, r"finetune\.trainable_block: unknown key; did you mean trainable_blocks\?"),
     ("backbone.wieghts", "ukb", r"backbone\.wieghts: unknown key; did you mean weights\?"),
+    ("backbone.kwargs.filtres", [2] * 6, r"backbone\.kwargs\.filtres: not an argument of SFCN; did you mean filters\?"),
+    ("backbone.name", "SFCNN", r"backbone\.name: .*SFCN"),
+    ("backbone.input_shape", [16, 16, 0, 1], r"backbone\.input_shape\[2\]: 0 is out of range; expected > 0"),
     ("distribution.gpus", 2, r"distribution\.gpus: unknown key"),
     ("output", _DELETE, r"output: required key missing"),
     ("tasks", "age", r"tasks: expected a list, got 'age'"),
@@ -118,6 +121,7 @@ TUNE_CASES = [
     ("search_space.learning_rate.smapling", "log", r"search_space\.learning_rate\.smapling: unknown key; did you mean sampling\?"),
     ("budget", 0, r"budget: 0 is out of range; expected > 0"),
     ("data.arays", "c.npz", r"data\.arays: unknown key; did you mean arrays\?"),
+    ("backbone_kwargs", {"dropuot": 0.2}, r"backbone_kwargs\.dropuot: not an argument of SFCN; did you mean dropout\?"),
 ]
 
 

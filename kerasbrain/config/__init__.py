@@ -7,10 +7,17 @@ import json
 import os
 
 from kerasbrain.config.kinds import SCHEMAS, register
-from kerasbrain.config.schema import ConfigError, Key, check, fill_defaults, table
+from kerasbrain.config.schema import (
+    ConfigError,
+    Key,
+    check,
+    check_arguments,
+    fill_defaults,
+    table,
+)
 
-__all__ = ["SCHEMAS", "ConfigError", "Key", "check", "fill_defaults", "load", "markdown", "read",
-           "register", "table", "validate"]
+__all__ = ["SCHEMAS", "ConfigError", "Key", "check", "check_arguments", "check_backbone",
+           "fill_defaults", "load", "markdown", "read", "register", "table", "validate"]
 
 
 def read(path):
@@ -38,6 +45,18 @@ def validate(config, kind, source="config"):
         raise ValueError(f"no config schema {kind!r}; known: {sorted(SCHEMAS)}.")
     check(config, SCHEMAS[kind], source)
     return fill_defaults(config, SCHEMAS[kind])
+
+
+def check_backbone(name, arguments, source, name_key, arguments_key):
+    """``name`` (at key ``name_key``) is a ``kerasbrain.applications`` constructor taking
+    ``arguments`` (at ``arguments_key``)."""
+    from kerasbrain import applications
+
+    try:
+        constructor = applications.get(name)
+    except ValueError as error:
+        raise ConfigError(f"{source}: {name_key}: {error}") from None
+    check_arguments(constructor, arguments, source, arguments_key)
 
 
 def load(path, kind):

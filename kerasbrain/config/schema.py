@@ -83,6 +83,21 @@ def check(config, schema, source="config"):
     _check_mapping(config, schema, source, "")
 
 
+def check_arguments(function, arguments, source, where):
+    """Raise `ConfigError` unless ``function`` takes every key of ``arguments`` (a config
+    mapping passed on as keyword arguments, e.g. ``backbone.kwargs``)."""
+    import inspect
+
+    parameters = inspect.signature(function).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    for name in arguments or {}:
+        if name not in parameters:
+            title = getattr(function, "__name__", "the function")
+            raise ConfigError(f"{source}: {where}.{name}: not an argument of {title}"
+                              f"{_suggest(name, list(parameters), 'argument')}")
+
+
 def fill_defaults(config, schema):
     """A copy of ``config`` with every absent top-level key set to its default."""
     return {**{name: (None if key.required else key.default) for name, key in schema.items()},

@@ -25,6 +25,10 @@ def read_config(path):
 
     config = config_lib.read(path)
     config_lib.check(config, config_lib.SCHEMAS["tune"], os.fspath(path))
+    names = config["backbone"] if isinstance(config["backbone"], list) else [config["backbone"]]
+    for name in names:
+        config_lib.check_backbone(name, config.get("backbone_kwargs"), os.fspath(path),
+                                  "backbone", "backbone_kwargs")
     return config
 
 
