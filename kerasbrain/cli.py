@@ -10,6 +10,7 @@ from kerasbrain import __version__
 #: subcommand -> module in kerasbrain.commands
 COMMANDS = {
     "demo": "demo",
+    "explain": "explain",
     "predict": "predict",
     "tfrecords": "tfrecords",
     "train": "train",

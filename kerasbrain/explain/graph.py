@@ -54,31 +54,51 @@ class Graph:
     def _flatten(self, model, alias):
         from kerasbrain.models import UncertaintyWeighting
 
-        for op in model.operations:
-            if isinstance(op, keras.layers.InputLayer):
-                continue
-            try:
-                inputs, outputs = op.input, op.output
-            except (AttributeError, ValueError) as error:
-                raise ValueError(f"layer {op.name!r} ({type(op).__name__}) cannot be walked: {error}") from None
-            flat_in = keras.tree.flatten(inputs)
-            flat_out = keras.tree.flatten(outputs)
-            in_ids = [self._resolve_id(id(t), alias) for t in flat_in]
-            if isinstance(op, keras.Model) and hasattr(op, "operations"):  # nested functional model
-                if len(op.inputs) != 1 or len(flat_in) != 1:
-                    raise ValueError(f"nested model {op.name!r}: one input needed")
-                inner = {id(op.inputs[0]): in_ids[0]}
+        ops = [op for op in model.operations if not isinstance(op, keras.layers.InputLayer)]
+        nested = [op for op in ops if isinstance(op, keras.Model) and hasattr(op, "operations")]
+        outer = self._nested_boundary(model, ops, nested, alias) if nested else {}
+        for op in ops:
+            if op in outer:  # nested functional model: walk its layers in place
+                outer_in, outer_out = outer[op]
+                inner = {id(op.inputs[0]): outer_in}
                 self._flatten(op, inner)
-                for outer, inner_t in zip(flat_out, keras.tree.flatten(op.outputs), strict=True):
-                    alias[id(outer)] = self._resolve_id(id(inner_t), inner)
+                for outer_id, inner_t in zip(outer_out, keras.tree.flatten(op.outputs), strict=True):
+                    alias[outer_id] = self._resolve_id(id(inner_t), inner)
                 continue
-            if isinstance(op, UncertaintyWeighting) or isinstance(op, keras.layers.Identity):
-                for outer, inner_id in zip(flat_out, in_ids, strict=True):  # identity on outputs
-                    alias[id(outer)] = inner_id
+            inputs, outputs = op.input, op.output
+            flat_out = keras.tree.flatten(outputs)
+            in_ids = [self._resolve_id(id(t), alias) for t in keras.tree.flatten(inputs)]
+            if isinstance(op, UncertaintyWeighting | keras.layers.Identity):
+                for t, inner_id in zip(flat_out, in_ids, strict=True):  # identity on outputs
+                    alias[id(t)] = inner_id
                 continue
             for t in flat_out:
                 self.tensors[id(t)] = t
             self.steps.append(Step(op, in_ids, [id(t) for t in flat_out], isinstance(inputs, list | tuple)))
+
+    @staticmethod
+    def _nested_boundary(model, ops, nested, alias):
+        """Outer input and output ids of the one nested model of ``model``.
+
+        ``layer.input`` of a nested model gives its own inner graph, so its place in the
+        outer graph is found by elimination: its output is the tensor that outer layers
+        use and none produces, its input the one produced (or the model input) that no
+        outer layer uses.
+        """
+        if len(nested) != 1 or len(nested[0].inputs) != 1:
+            raise ValueError(f"model {model.name!r}: explanations walk at most one nested model "
+                             f"with one input; found {[op.name for op in nested]}")
+        produced = [id(t) for t in model.inputs]
+        consumed = [id(t) for t in keras.tree.flatten(model.outputs)]
+        for op in ops:
+            if op is not nested[0]:
+                produced += [id(t) for t in keras.tree.flatten(op.output)]
+                consumed += [id(t) for t in keras.tree.flatten(op.input)]
+        outputs = [i for i in dict.fromkeys(consumed) if i not in produced]
+        inputs = [i for i in dict.fromkeys(produced) if i not in consumed]
+        if len(inputs) != 1 or len(outputs) != len(keras.tree.flatten(nested[0].outputs)):
+            raise ValueError(f"model {model.name!r}: cannot place nested model {nested[0].name!r}")
+        return {nested[0]: (inputs[0] if inputs[0] not in alias else alias[inputs[0]], outputs)}
 
     # -- lookup --------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ def parse_rule(rule):
     text = str(rule).replace("-", "").replace("_", "").lower()
     if text == "flat":
         return ("flat",)
-    match = re.fullmatch(r"epsilon(?::([0-9.eE+]+))?", str(rule).lower())
+    match = re.fullmatch(r"epsilon(?::([0-9.eE+-]+))?", str(rule).lower())
     if match:
         return ("epsilon", float(match.group(1)) if match.group(1) else DEFAULT_EPSILON)
     match = re.fullmatch(r"alpha([0-9.]+)beta([0-9.]+)", text)
@@ -252,8 +252,8 @@ def resolve_rules(rules, names):
     if isinstance(rules, str):
         return [parse_rule(rules)] * n
     if isinstance(rules, dict):
-        unknown = [k for k in rules if k not in names and k.split("+")[0] not in names]
         known = {k.split("+")[0]: k for k in names}
+        unknown = [k for k in rules if k not in names and k not in known]
         if unknown:
             raise ValueError(f"rules name layers {unknown} that LRP does not see; its layers are {names}")
         parsed = {known.get(k, k): parse_rule(v) for k, v in rules.items()}
