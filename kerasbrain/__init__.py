@@ -17,6 +17,7 @@ _SUBMODULES = (
     "data",
     "datasets",
     "demo",
+    "explain",
     "inference",
     "layers",
     "models",
