@@ -3,7 +3,8 @@
 import argparse
 import os
 import sys
-import tempfile
+
+from kerasbrain.files import write_text
 
 HELP = "attribution maps (integrated gradients, Grad-CAM, LRP, ...) for every scan"
 
@@ -80,9 +81,6 @@ def run(args):
     scans = inference.collect_inputs(args.inputs, path_column=args.path_column)
     print(f"explaining {len(scans)} scan(s) with {args.method}", file=sys.stderr)
     table = explain_into(predictor, scans, args.out, args.method, args)
-    fd, tmp = tempfile.mkstemp(dir=args.out, suffix=".csv.part")
-    os.close(fd)
-    table.to_csv(tmp, index=False, float_format="%.6g")
-    os.replace(tmp, os.path.join(args.out, "maps.csv"))
+    write_text(os.path.join(args.out, "maps.csv"), table.to_csv(index=False, float_format="%.6g"))
     print(f"wrote {len(table)} map(s), the average and maps.csv to {args.out}", file=sys.stderr)
     return 0

@@ -1,12 +1,11 @@
 """PNG overlays of attribution maps: three orthogonal slices through the peak of the map and
 a maximum-intensity projection, shown in RAS+ display convention."""
 
-import os
-
 import numpy as np
 
 from kerasbrain.data.io import Volume
 from kerasbrain.data.preprocess import reorient
+from kerasbrain.files import save_figure
 
 
 def peak(map_):
@@ -54,8 +53,4 @@ def save_overlay(volume, map_, path, title=None, alpha=0.6):
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".part.png"
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    return save_figure(fig, path, dpi=80)

@@ -127,8 +127,8 @@ def _image(data, affine):
 
 def save_image(image, path):
     """Write a NIfTI image atomically (temporary name, then rename)."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".part.nii.gz"
-    nib.save(image, tmp)
-    os.replace(tmp, path)
+    from kerasbrain.files import atomic_write
+
+    with atomic_write(path) as tmp:
+        nib.save(image, tmp)
+    return os.fspath(path)
