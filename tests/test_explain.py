@@ -158,7 +158,7 @@ def test_gradcam_points_at_the_octant_the_answer_depends_on():
     ig = explain.integrated_gradients(model, x, steps=4)
     assert np.abs(ig[:, ~octant]).max() == 0 and np.abs(ig[:, octant]).sum() > 0
     occ = explain.occlusion(model, x, patch=8)
-    assert np.abs(occ[:, ~octant]).max() == 0 and occ[:, octant].min() > 0
+    assert np.abs(occ[:, ~octant]).max() < 1e-4 * occ.max() and occ[:, octant].min() > 0
 
 
 def test_bad_inputs_name_the_problem():
