@@ -125,7 +125,8 @@ def main():
     t = time.time()
     maps = {
         "ig": explain.integrated_gradients(model, xe, baseline="blur", steps=64),
-        "gradcam": explain.gradcam(model, xe, layer="block1_relu"),
+        **{f"gradcam_{layer}": explain.gradcam(model, xe, layer=layer)
+           for layer in ("block1_relu", "block2_relu", "block3_relu", "block5_relu")},
         "lrp_epsilon": explain.lrp(model, xe, rules="epsilon"),
         "lrp_pyment": explain.lrp(model, xe, rules="pyment"),
     }
@@ -146,7 +147,11 @@ def main():
     r, bias = explain.lrp(logit_model, xe, rules="epsilon", return_bias=True)
     logits = logit_model.predict(xe, verbose=0)[:, 0]
     lrp_error = np.abs(r.sum(axis=(1, 2, 3)) + bias - logits) / np.abs(logits)
+    ig_logit = explain.integrated_gradients(logit_model, xe, baseline="blur", steps=64)
+    delta_logit = logit_model.predict(xe, verbose=0)[:, 0] - logit_model.predict(base, verbose=0)[:, 0]
+    ig_logit_error = np.abs(ig_logit.sum(axis=(1, 2, 3)) - delta_logit) / np.abs(delta_logit)
     results.update({"ig_completeness_error_max": float(ig_error.max()),
+                    "ig_logit_completeness_error_max": float(ig_logit_error.max()),
                     "ig_completeness_error_median": float(np.median(ig_error)),
                     "lrp_conservation_error_max": float(lrp_error.max()),
                     "lrp_input_share_of_logit_median": float(np.median(r.sum(axis=(1, 2, 3)) / logits)),
@@ -159,7 +164,8 @@ def main():
         print(f"{name:14s} {row['region_share']:8.4f} {row['ratio']:7.2f}  "
               + " ".join(f"{v:.3f}" for v in curves[name]))
     print(f"{'random':14s} {'':8s} {'':7s}  " + " ".join(f"{v:.3f}" for v in curves["random"]))
-    print(f"IG completeness error (steps=64): max {ig_error.max():.2e}; LRP-epsilon conservation "
+    print(f"IG completeness error (steps=64): probability max {ig_error.max():.2e}, logit max "
+          f"{ig_logit_error.max():.2e}; LRP-epsilon conservation "
           f"error: max {lrp_error.max():.2e}", flush=True)
 
     if not args.skip_timing:

@@ -45,4 +45,6 @@ def test_tensorflow_and_jax_give_the_same_maps(tmp_path):
     for name, value in ours.items():
         scale = np.abs(value).max()
         assert scale > 0, name
-        np.testing.assert_allclose(other[name], value, atol=1e-4 * scale, err_msg=name)
+        # occlusion subtracts two outputs of ~65 (years): float32 steps of 8e-6
+        tolerance = 1e-3 if name == "occlusion" else 1e-4
+        np.testing.assert_allclose(other[name], value, atol=tolerance * scale, err_msg=name)
