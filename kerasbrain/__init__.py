@@ -18,6 +18,7 @@ _SUBMODULES = (
     "data",
     "datasets",
     "demo",
+    "explain",
     "files",
     "inference",
     "layers",

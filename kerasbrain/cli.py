@@ -14,6 +14,7 @@ from kerasbrain import __version__
 #: subcommand -> module that adds its parser
 COMMANDS = {
     "demo": "kerasbrain.demo",
+    "explain": "kerasbrain.commands.explain",
     "predict": "kerasbrain.commands.predict",
     "tfrecords": "kerasbrain.commands.tfrecords",
     "train": "kerasbrain.commands.train",

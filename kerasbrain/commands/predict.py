@@ -42,6 +42,14 @@ def add_parser(subparsers):
     parser.add_argument("--path-column", default="path", help="image path column of tables")
     parser.add_argument("--qc", metavar="DIR", help="write one PNG of the preprocessed central slices per scan")
     parser.add_argument("--batch-size", type=int, default=4, help="scans per model call (default 4)")
+    parser.add_argument("--explain", metavar="METHOD", choices=("ig", "smoothgrad", "gradcam", "occlusion", "lrp"),
+                        help="also write an attribution map per scan (see `kerasbrain explain`); "
+                             "adds the map_<METHOD> column")
+    parser.add_argument("--explain-dir", metavar="DIR",
+                        help="folder for the maps (default: <OUT>_maps next to the CSV)")
+    from kerasbrain.commands.explain import add_method_arguments
+
+    add_method_arguments(parser, prefix="explain-")
     parser.set_defaults(func=run)
     return parser
 
@@ -85,6 +93,14 @@ def run(args):
         if count > MAX_SHOWN:
             print(f"warning: {count - MAX_SHOWN} more {kind}s; the input_warnings column of "
                   f"{args.output} lists them per scan", file=sys.stderr)
+
+    if args.explain:
+        from kerasbrain.commands.explain import explain_into
+
+        maps_dir = args.explain_dir or os.path.splitext(args.output)[0] + "_maps"
+        maps = explain_into(predictor, scans, maps_dir, args.explain, args)
+        result[f"map_{args.explain}"] = [os.path.join(maps_dir, name) for name in maps["map"]]
+        print(f"{args.explain} maps in {maps_dir}", file=sys.stderr)
 
     write_text(args.output, result.to_csv(index=False, float_format="%.6g"))
     print(f"wrote {args.output} ({len(result)} rows)" + (f"; QC images in {args.qc}" if args.qc else ""),
