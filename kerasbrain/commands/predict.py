@@ -38,6 +38,9 @@ def add_parser(subparsers):
     parser.add_argument("--path-column", default="path", help="image path column of tables")
     parser.add_argument("--qc", metavar="DIR", help="write one PNG of the preprocessed central slices per scan")
     parser.add_argument("--batch-size", type=int, default=4, help="scans per model call (default 4)")
+    parser.add_argument("--adapt", action="store_true",
+                        help="first re-estimate the model's BatchNorm statistics on the scans being "
+                             "predicted (AdaBN; needs tens of scans from one site; reads every scan twice)")
     parser.set_defaults(func=run)
     return parser
 
@@ -65,6 +68,16 @@ def run(args):
     age_column = args.age_column
     if age_column is None and "age" in scans.columns and predictor.info.get("brain_age_task"):
         age_column = "age"
+    if args.adapt:
+        from kerasbrain.transfer import adapt_batchnorm
+
+        print(f"adapting BatchNorm statistics to {len(scans)} scan(s)", file=sys.stderr)
+        volumes = (predictor.preprocess(path)[0] for path in scans["path"])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            adapt_batchnorm(predictor.model, volumes, batch_size=args.batch_size)
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr)
     print(f"predicting {len(scans)} scan(s)", file=sys.stderr)
 
     with warnings.catch_warnings(record=True) as caught:
