@@ -297,7 +297,11 @@ def summary(result):
     """The demo's report: medians per strategy and size, and the measured comparison."""
     medians = result.table.groupby(["metric", "size", "strategy"])["value"].median().unstack("strategy")
     order = [s for s in (*STRATEGIES, *ADAPTED) if s in medians.columns]
-    lines = ["median over resamples (held-out set of the unseen site):",
+    metrics = result.pretrain_metrics
+    lines = [f"brain age on the unseen site without fine-tuning: MAE {metrics['unseen_site_age_mae']:.1f} "
+             f"years; after adapting BatchNorm statistics to its scans: "
+             f"{metrics.get('unseen_site_age_mae_adapted', float('nan')):.1f} years\n",
+             "median over resamples (held-out set of the unseen site):",
              medians[order].round(3).to_string()]
     comparison = result.comparison
     scratch = comparison["medians"].get("scratch", float("nan"))
