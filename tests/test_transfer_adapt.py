@@ -108,6 +108,8 @@ def test_bad_input_errors_and_leaves_the_model_unchanged():
         adapt_batchnorm(model, _volumes(3), verbose=0)
     with pytest.raises(ValueError, match="at least 4 scans, got 2"):
         adapt_batchnorm(model, iter(_volumes(2)), verbose=0)
+    with pytest.raises(ValueError, match="at least 4 scans, got 0"):
+        adapt_batchnorm(model, [], verbose=0)
     with pytest.raises(ValueError, match=r"shape \(5, 32, 32, 16, 1\) does not fit .* \(32, 32, 32, 1\)"):
         adapt_batchnorm(model, _volumes(5)[:, :, :, :16], verbose=0)
     good = list(_volumes(6))

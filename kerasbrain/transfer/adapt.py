@@ -197,7 +197,9 @@ class _Volumes:
             self.items = volumes if iter(volumes) is not volumes else list(volumes)
 
     def first(self):
-        return next(iter(self))
+        for batch in self:
+            return batch
+        _check_count(0)
 
     def __iter__(self):
         if self.array is not None:
