@@ -67,9 +67,9 @@ def SFCN(
         dropout: dropout rate before the head (default 0.5).
         bn_epsilon: BatchNorm epsilon (Peng's PyTorch models 1e-5, Keras default 1e-3).
         bn_momentum: BatchNorm momentum in training (Keras convention: the weight of the
-            old moving statistics). 0.9, Peng's training (PyTorch's default 0.1); Keras'
-            default 0.99 lags the weights by ~100 steps, too slow for small data. It does
-            not enter inference: published weights give the same outputs.
+            old moving statistics). 0.9, as Peng et al. trained SFCN (PyTorch's default
+            0.1); Keras' default is 0.99. It does not enter inference: published weights
+            give the same outputs.
         output_range: ``(low, high)`` for the regression head's clamp; registry weights
             without a clamp (``reg-2025``) give a linear output.
 
