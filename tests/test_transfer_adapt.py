@@ -39,13 +39,16 @@ def _statistics(model):
             for layer in layers]
 
 
-def test_only_moving_statistics_change_in_a_nested_frozen_model():
+def test_adaptation_changes_only_moving_statistics_and_matches_batch_statistics():
+    """On a nested, frozen model: every other variable bit-identical; on scans with another
+    gain and offset, inference mode after adaptation = training mode with all scans in one batch."""
     backbone = _backbone()
     model = kb.models.multitask(backbone, [tasks.Regression("age")], freeze_backbone=True)
     assert len(kb.transfer.batchnorm_layers(model)) == 6  # found inside the nested backbone
+    x = _volumes(12)
     before = _values(model)
     with pytest.warns(BatchNormAdaptationWarning, match="on 12 scans"):
-        assert adapt_batchnorm(model, _volumes(12), batch_size=6, verbose=0) is model
+        assert adapt_batchnorm(model, x, batch_size=6, verbose=0) is model  # the "training" site
     after = _values(model)
     assert before.keys() == after.keys()
     for path, value in before.items():
@@ -54,22 +57,18 @@ def test_only_moving_statistics_change_in_a_nested_frozen_model():
         else:
             np.testing.assert_array_equal(value, after[path], err_msg=path)
 
-
-def test_inference_after_adaptation_matches_batch_statistics_on_shifted_scaled_scans():
-    model = _backbone()
-    x = _volumes(12)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BatchNormAdaptationWarning)
-        adapt_batchnorm(model, x, batch_size=6, verbose=0)  # the "training" site
-        shifted = 1.7 * x + 0.5  # another scanner: other gain and offset
-        reference = kb.transfer.copy_model(model)
-        batch_statistics = np.asarray(reference(shifted, training=True))  # all scans in one batch
-        before = np.asarray(model(shifted, training=False))
+    shifted = 1.7 * x + 0.5  # another scanner: other gain and offset
+    reference = kb.transfer.copy_model(backbone)
+    for layer in kb.transfer.batchnorm_layers(reference):
+        layer.trainable = True  # frozen BatchNorm stays in inference mode
+    batch_statistics = np.asarray(reference(shifted, training=True))  # all scans in one batch
+    unadapted = np.asarray(backbone(shifted, training=False))
+    with pytest.warns(BatchNormAdaptationWarning):
         adapt_batchnorm(model, shifted, batch_size=6, verbose=0)
-    after = np.asarray(model(shifted, training=False))
+    adapted = np.asarray(backbone(shifted, training=False))
     scale = np.abs(batch_statistics).max()
-    assert np.abs(before - batch_statistics).max() > 0.1 * scale
-    np.testing.assert_allclose(after, batch_statistics, atol=1e-4 * scale, rtol=0)
+    assert np.abs(unadapted - batch_statistics).max() > 0.1 * scale
+    np.testing.assert_allclose(adapted, batch_statistics, atol=1e-4 * scale, rtol=0)
 
 
 @pytest.mark.backend_independent
