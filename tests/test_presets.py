@@ -112,3 +112,22 @@ def test_preprocess_input_has_one_pattern_and_takes_tensors():
     expected = kb.data.Preprocessor(orientation="RAS", intensity="zscore")._normalise(x[0], "x")
     np.testing.assert_allclose(brain, expected, atol=1e-5)
     assert np.all(brain[:2] == 0)
+
+
+def test_predictor_from_weights_reads_the_preset(monkeypatch):
+    from kerasbrain import inference
+
+    monkeypatch.setattr(kb.applications, "get", lambda architecture: lambda weights: None)
+    expected = {"ukb": ("brain_age", [42.0, 82.0]), "brain-age-2022:ranking": ("brain_age", [3.0, 95.0]),
+                "reg-2025": ("brain_age", None), "ukb-sex": ("prediction", None),
+                "dementia-2024": ("prediction", None), "synthba-g": ("brain_age", None)}
+    for name, (column, output_range) in expected.items():
+        predictor = inference.Predictor.from_weights(name)
+        assert [d[1] for d in predictor.decoders] == [column], name
+        assert predictor.info.get("output_ranges", {}).get(column) == output_range, name
+        assert predictor.preprocessor.name == registry.get_spec(name).preprocessing["name"]
+    multi = inference.Predictor.from_weights("multi-2025")
+    assert [d[1] for d in multi.decoders] == list(registry.MULTITASK_OUTPUTS)
+    assert multi.info["brain_age_task"] == "age"
+    decode = dict((d[1], d[2]) for d in multi.decoders)["sex"]
+    np.testing.assert_allclose(decode(np.array([[0.25], [0.75]])), [0.25, 0.75])

@@ -58,26 +58,35 @@ class Predictor:
 
     @classmethod
     def from_weights(cls, name):
-        """A published weight set from the registry (downloaded on first use)."""
+        """A published weight set from the registry (downloaded on first use); its preset
+        gives the preprocessing and the tasks that decode its outputs."""
         from kerasbrain import applications
+        from kerasbrain import tasks as tasks_lib
         from kerasbrain import weights as weights_lib
 
         spec = weights_lib.get_spec(name)
-        constructor = applications.get(spec.architecture)
-        model = constructor(weights=name)
-        config = spec.config
-        head = config.get("head")
-        column = "brain_age" if "age" in spec.trained_for.lower() and head != "binary" else "prediction"
+        model = applications.get(spec.architecture)(weights=name)
+        tasks = [tasks_lib.from_spec(task) for task in spec.tasks]
+        if len(tasks) > 1:  # one named output per task
+            names = [task.name for task in tasks]
+            info = {"brain_age_task": "age"} if "age" in names else {}
+            return cls(model, Preprocessor.for_weights(name),
+                       [(task.name, task.name, task.decode) for task in tasks], info)
+        column = "brain_age" if tasks and tasks[0].name == "brain_age" else "prediction"
         if spec.architecture == "sfcn":
             decode = lambda p: applications.sfcn.decode_predictions(p, weights=name)  # noqa: E731
+        elif tasks:
+            decode = tasks[0].decode
         else:
             decode = lambda p: np.asarray(p, dtype="float64").reshape(len(p), -1)[:, 0]  # noqa: E731
         info = {}
-        low_high = config.get("bin_range") or config.get("output_range")
-        if low_high and head != "binary":
-            info["output_ranges"] = {column: list(low_high)}
+        task = tasks[0] if tasks else None
+        low_high = getattr(task, "bin_range", None) or getattr(task, "value_range", None) or (
+            getattr(task, "output_range", None))
         if column == "brain_age":
             info["brain_age_task"] = column
+            if low_high:
+                info["output_ranges"] = {column: list(low_high)}
         return cls(model, Preprocessor.for_weights(name), [(None, column, decode)], info)
 
     # -- the work ----------------------------------------------------------------------
