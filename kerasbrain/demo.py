@@ -151,7 +151,7 @@ def pretrain(x, table, config, log=print):
     """
     import keras
 
-    from kerasbrain import applications, models
+    from kerasbrain import applications, models, transfer
     from kerasbrain import tasks as tasks_lib
 
     rng = np.random.default_rng(config.seed)
@@ -171,6 +171,9 @@ def pretrain(x, table, config, log=print):
         f"labels present: " + ", ".join(f"{t.name} {int(w[t.name].sum())}" for t in tasks))
     history = model.fit(x, y, sample_weight=w, epochs=config.pretrain_epochs,
                         batch_size=config.batch_size, validation_split=0.15, verbose=2)
+    # population statistics of the training scans instead of the moving averages of the last
+    # batches (closer to the batch statistics the model trained with; docs/transfer.md)
+    transfer.adapt_batchnorm(model, x[:int(len(x) * (1 - 0.15))], verbose=0)
     return model, history
 
 
