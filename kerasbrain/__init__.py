@@ -20,6 +20,7 @@ _SUBMODULES = (
     "inference",
     "layers",
     "models",
+    "pretraining",
     "scale",
     "tasks",
     "transfer",
