@@ -190,7 +190,7 @@ def main():
     print(auc.round(3).to_string())
     print("\nage ridge R^2 from frozen features (fitted on pretraining scans / unseen-site pool):")
     print(pd.DataFrame(results["age_r2"]).T.round(3).to_string())
-    print("\ntraining throughput (volumes/s, batch %d):" % args.batch_size)
+    print(f"\ntraining throughput (volumes/s, batch {args.batch_size}):")
     for m, v in speed.items():
         print(f"  {m:10s} {v:6.1f}  ({results['throughput_ratio'][m]:.2f}x supervised)")
     print(f"\nload average {results['load_average']}, {results['seconds']:.0f} s")

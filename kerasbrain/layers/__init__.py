@@ -14,7 +14,12 @@ from kerasbrain.layers.conv import FastConv3D
 from kerasbrain.layers.depthwise import DepthwiseConv3D
 from kerasbrain.layers.patch_embedding import PatchEmbedding3D
 from kerasbrain.layers.pooling import FastMaxPooling3D
-from kerasbrain.layers.views import RandomBlur3D, RandomCutout3D, RandomResizedCrop3D, view_augmentation
+from kerasbrain.layers.views import (
+    RandomBlur3D,
+    RandomCutout3D,
+    RandomResizedCrop3D,
+    view_augmentation,
+)
 
 __all__ = [
     "Augmentation3D",
