@@ -74,6 +74,7 @@ class Contrastive(keras.Model):
              keras.layers.Dense(self.projection_dim, name="projection")],
             name="projector")
         self.projector.build((None, features))
+        self.built = True  # every variable exists: fit's BackupAndRestore may restore at once
 
     def build(self, input_shape=None):
         self.built = True

@@ -132,6 +132,7 @@ class MaskedVolume(keras.Model):
             self.decoder = decoder
             self.decoder.build(self.encoder.output.shape)
             self.mask_token = self.add_weight(shape=(channels,), initializer="zeros", name="mask_token")
+        self.built = True  # every variable exists: fit's BackupAndRestore may restore at once
 
     def _build_mae_decoder(self, channels):
         dim, heads = self.decoder_dim, self.decoder_heads
