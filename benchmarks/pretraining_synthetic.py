@@ -119,6 +119,8 @@ def main():
     parser.add_argument("--temperature", type=float, default=0.1)
     parser.add_argument("--sigma", type=float, default=5.0, help="y-aware kernel width (years)")
     parser.add_argument("--methods", nargs="+", default=["simclr", "yaware", "masked", "supervised"])
+    parser.add_argument("--finetune", nargs="+", default=["simclr", "supervised"],
+                        help="backbones that also get fine-tuning (full) rows; all get the linear probe")
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 32])
     parser.add_argument("--resamples", type=int, default=5)
     parser.add_argument("--throughput-volumes", type=int, default=96)
@@ -153,7 +155,7 @@ def main():
     held_out = (x_small[test], small.iloc[test].reset_index(drop=True))
     tables = []
     for name, backbone in backbones.items():
-        strategies = ("linear",) if name == "random" else ("full", "linear")
+        strategies = ("full", "linear") if name in args.finetune else ("linear",)
         if name == args.methods[0]:
             strategies = ("scratch", *strategies)
         table = kb.transfer.learning_curve(

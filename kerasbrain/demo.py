@@ -44,6 +44,9 @@ class DemoConfig:
             learning_rate (pretraining; fine-tuning uses a third of it, a frozen
             backbone's new head, a linear probe without dropout, ten times it): training
             settings.
+        ssl_epochs: epochs of self-supervised (SimCLR) pretraining on the large cohort
+            without labels; its backbone adds the strategies ``ssl_full`` and
+            ``ssl_linear`` to the learning curve (0 leaves them out).
         seed: seeds the cohorts, the draws and the weights.
     """
 
@@ -64,20 +67,21 @@ class DemoConfig:
     finetune_batch_size: int = 8
     learning_rate: float = 3e-3
     strategies: tuple = STRATEGIES
+    ssl_epochs: int = 12
     seed: int = 0
 
     @classmethod
     def quick(cls):
         """About half the work of the default."""
         return cls(n_pretrain=320, n_small=140, n_test=60, sizes=(12, 24, 48), pretrain_epochs=8,
-                   finetune_epochs=10)
+                   finetune_epochs=10, ssl_epochs=6)
 
     @classmethod
     def tiny(cls):
         """Seconds: for tests (one training size; scratch, frozen and linear only)."""
         return cls(n_pretrain=128, n_small=72, n_test=40, sizes=(24,), resamples=3,
                    strategies=("scratch", "frozen", "linear"), filters=(4, 8, 8, 8, 8, 8),
-                   pretrain_epochs=6, finetune_epochs=6, batch_size=8)
+                   pretrain_epochs=6, finetune_epochs=6, batch_size=8, ssl_epochs=0)
 
 
 @dataclasses.dataclass
@@ -152,10 +156,7 @@ def pretrain(x, table, config, log=print):
     backbone = applications.SFCN(weights=None, include_top=False, input_shape=(*config.shape, 1),
                                  pooling="avg", filters=config.filters, dropout=0.0)
     # BatchNorm moving statistics must settle within a short run: momentum from the step count.
-    steps = config.pretrain_epochs * int(np.ceil(0.85 * len(x) / config.batch_size))
-    for layer in backbone.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = float(min(0.99, max(0.8, 1.0 - 10.0 / steps)))
+    _settle_batchnorm(backbone, config.pretrain_epochs * int(np.ceil(0.85 * len(x) / config.batch_size)))
     model = models.multitask(backbone, tasks, dropout=0.2)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     log(f"pretraining a multi-task SFCN ({backbone.count_params():,} backbone parameters) on "
@@ -164,6 +165,30 @@ def pretrain(x, table, config, log=print):
     history = model.fit(x, y, sample_weight=w, epochs=config.pretrain_epochs,
                         batch_size=config.batch_size, validation_split=0.15, verbose=2)
     return model, history
+
+
+def _settle_batchnorm(backbone, steps):
+    import keras
+
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(min(0.99, max(0.8, 1.0 - 10.0 / steps)))
+
+
+def pretrain_self_supervised(x, config):
+    """SimCLR (`kerasbrain.pretraining.Contrastive`) on ``x`` without labels; returns the backbone."""
+    import keras
+
+    from kerasbrain import applications, pretraining
+
+    keras.utils.set_random_seed(config.seed)
+    backbone = applications.SFCN(weights=None, include_top=False, input_shape=(*config.shape, 1),
+                                 pooling="avg", filters=config.filters, dropout=0.0)
+    _settle_batchnorm(backbone, config.ssl_epochs * int(np.ceil(len(x) / 32)))
+    model = pretraining.Contrastive(backbone, projection_dim=64, seed=config.seed)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(x, batch_size=32, epochs=config.ssl_epochs, verbose=2)
+    return model.backbone
 
 
 def run(out_dir="kerasbrain-demo", config=None, log=print):
@@ -224,6 +249,23 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
         finetune_kwargs={"learning_rate": config.learning_rate / 3,
                          "frozen": {"learning_rate": config.learning_rate * 10 / 3, "dropout": 0.0}},
     )
+    if config.ssl_epochs:
+        import pandas as pd
+
+        step(f"self-supervised pretraining (SimCLR, no labels) on the large cohort, {config.ssl_epochs} epochs")
+        ssl = transfer.learning_curve(
+            (x_small[pool], small.iloc[pool].reset_index(drop=True)), [tasks.Binary("disease")],
+            sizes=config.sizes, resamples=config.resamples, strategies=("full", "linear"),
+            test=(x_small[test], small.iloc[test].reset_index(drop=True)),
+            backbone=pretrain_self_supervised(x_large, config), epochs=config.finetune_epochs,
+            batch_size=config.finetune_batch_size, seed=config.seed, on_cell=_cell_reporter(step, total_cells),
+            finetune_kwargs={"learning_rate": config.learning_rate / 3})
+        table = pd.concat([table, ssl.assign(strategy="ssl_" + ssl["strategy"])], ignore_index=True)
+        table.to_csv(os.path.join(curve_dir, "results.partial.csv"), index=False)
+        os.replace(os.path.join(curve_dir, "results.partial.csv"), os.path.join(curve_dir, "results.csv"))
+        transfer.summarize(table).to_csv(os.path.join(curve_dir, "summary.partial.csv"), index=False)
+        os.replace(os.path.join(curve_dir, "summary.partial.csv"), os.path.join(curve_dir, "summary.csv"))
+        transfer.plot_learning_curve(table, os.path.join(curve_dir, "learning_curve.png"), [tasks.Binary("disease")])
     files["results_csv"] = os.path.join(curve_dir, "results.csv")
     files["summary_csv"] = os.path.join(curve_dir, "summary.csv")
     files["learning_curve_png"] = os.path.join(curve_dir, "learning_curve.png")
@@ -287,7 +329,7 @@ def plot_brain_age(age, predicted, disease, path, title=None):
 def summary(result):
     """The demo's report: medians per strategy and size, and the measured comparison."""
     medians = result.table.groupby(["metric", "size", "strategy"])["value"].median().unstack("strategy")
-    order = [s for s in STRATEGIES if s in medians.columns]
+    order = [s for s in (*STRATEGIES, "ssl_full", "ssl_linear") if s in medians.columns]
     lines = ["median over resamples (held-out set of the unseen site):",
              medians[order].round(3).to_string()]
     comparison = result.comparison
