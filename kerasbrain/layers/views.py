@@ -46,12 +46,11 @@ class RandomResizedCrop3D(Augmentation3D):
         side = n.power(draw.uniform((batch, 1), *self.scale), 1.0 / 3.0)
         log_aspect = math.log(self.aspect)
         side = n.clip(side * n.exp(draw.uniform((batch, 3), -log_aspect, log_aspect)), 0.05, 1.0)
-        size = n.array([float(s) for s in x.shape[1:4]], dtype="float32")[None, :]
-        start = draw.uniform((batch, 3)) * (1.0 - side) * size
-        # output voxel p samples the box at start + (p + 0.5) * side - 0.5
+        last = n.array([float(s - 1) for s in x.shape[1:4]], dtype="float32")[None, :]
+        # output voxel p samples start + p * side: voxel centres of the box, inside the volume
+        start = draw.uniform((batch, 3)) * (1.0 - side) * last
         matrix = side[:, :, None] * n.eye(3, dtype="float32")[None]
-        offset = start + 0.5 * side - 0.5
-        return affine_resample(self.backend, x, matrix, offset)
+        return affine_resample(self.backend, x, matrix, start)
 
     def get_config(self):
         return {**super().get_config(), "scale": list(self.scale), "aspect": self.aspect}
