@@ -125,7 +125,15 @@ def main():
     parser.add_argument("--resamples", type=int, default=5)
     parser.add_argument("--throughput-volumes", type=int, default=96)
     parser.add_argument("--out", default="runs/pretraining_synthetic")
+    parser.add_argument("--throughput-only", action="store_true", help="measure throughput only")
     args = parser.parse_args()
+    if args.throughput_only:
+        config = demo.DemoConfig(n_pretrain=args.throughput_volumes)
+        x, args.labels = make_cohort(args.throughput_volumes, config.shape, sites=config.pretrain_sites)
+        speed = {m: throughput(m, demo._normalise(x), config, args) for m in ("supervised", "simclr", "masked")}
+        print(json.dumps({"volumes_per_second": speed, "throughput_ratio": {m: v / speed["supervised"]
+                          for m, v in speed.items()}, "load_average": os.getloadavg()}))
+        return
     os.makedirs(os.path.join(args.out, "backbones"), exist_ok=True)
     config = demo.DemoConfig(n_pretrain=args.n_pretrain, sizes=tuple(args.sizes), resamples=args.resamples,
                              pretrain_epochs=args.supervised_epochs)

@@ -9,14 +9,32 @@ only with ``training=True``, every backend, inside tf.data too, seeded draws.
 import math
 
 import keras
+import numpy as np
 
 from kerasbrain.layers.augment import (
     _PACKAGE,
     Augmentation3D,
     RandomFlip3D,
     RandomIntensity,
-    affine_resample,
 )
+
+
+def _along(backend, x, matrix, axis):
+    """Apply a per-volume linear map ``matrix`` (batch, out, in) along spatial ``axis`` (0-2)."""
+    equation = ("bpi,biyzc->bpyzc", "bpj,bxjzc->bxpzc", "bpk,bxykc->bxypc")[axis]
+    return backend.numpy.einsum(equation, matrix, x)
+
+
+def _mirrored_shifts(size, radius):
+    """``(2 radius + 1, size, size)``: tap ``k`` reads voxel ``p + k - radius``, mirrored at the
+    edges (``numpy.pad(mode="symmetric")``)."""
+    out = np.zeros((2 * radius + 1, size, size), "float32")
+    for k in range(2 * radius + 1):
+        for p in range(size):
+            j = p + k - radius
+            j = -j - 1 if j < 0 else (2 * size - j - 1 if j >= size else j)
+            out[k, p, min(max(j, 0), size - 1)] += 1.0
+    return out
 
 
 def _range(value, name, low, high):
@@ -46,11 +64,21 @@ class RandomResizedCrop3D(Augmentation3D):
         side = n.power(draw.uniform((batch, 1), *self.scale), 1.0 / 3.0)
         log_aspect = math.log(self.aspect)
         side = n.clip(side * n.exp(draw.uniform((batch, 3), -log_aspect, log_aspect)), 0.05, 1.0)
-        last = n.array([float(s - 1) for s in x.shape[1:4]], dtype="float32")[None, :]
-        # output voxel p samples start + p * side: voxel centres of the box, inside the volume
-        start = draw.uniform((batch, 3)) * (1.0 - side) * last
-        matrix = side[:, :, None] * n.eye(3, dtype="float32")[None]
-        return affine_resample(self.backend, x, matrix, start)
+        start = draw.uniform((batch, 3)) * (1.0 - side)
+        for axis in range(3):
+            # output voxel p samples start + p * side (voxel centres of the box, inside the
+            # volume), linearly: one (size, size) interpolation matrix per volume and axis
+            size = x.shape[axis + 1]
+            coords = start[:, axis : axis + 1] * (size - 1) \
+                + side[:, axis : axis + 1] * n.arange(size, dtype="float32")[None]
+            low = n.clip(n.floor(coords), 0, size - 1)
+            frac = coords - low
+            high = n.clip(low + 1, 0, size - 1)
+            one_hot = self.backend.nn.one_hot
+            matrix = one_hot(self.backend.cast(low, "int32"), size) * n.expand_dims(1.0 - frac, -1) \
+                + one_hot(self.backend.cast(high, "int32"), size) * n.expand_dims(frac, -1)
+            x = _along(self.backend, x, matrix, axis)
+        return x
 
     def get_config(self):
         return {**super().get_config(), "scale": list(self.scale), "aspect": self.aspect}
@@ -75,17 +103,9 @@ class RandomBlur3D(Augmentation3D):
         kernel = n.exp(-0.5 * n.square(taps / sigma))
         kernel = kernel / n.sum(kernel, axis=1, keepdims=True)  # (batch, 2 * radius + 1)
         blurred = x
-        for axis in (1, 2, 3):
-            pad = [(0, 0)] * 5
-            pad[axis] = (radius, radius)
-            padded = n.pad(blurred, pad, mode="symmetric")
-            size = x.shape[axis]
-            out = 0.0
-            for k in range(2 * radius + 1):
-                window = [slice(None)] * 5
-                window[axis] = slice(k, k + size)
-                out = out + padded[tuple(window)] * n.reshape(kernel[:, k], (-1, 1, 1, 1, 1))
-            blurred = out
+        for axis in range(3):
+            shifts = self.backend.convert_to_tensor(_mirrored_shifts(x.shape[axis + 1], radius))
+            blurred = _along(self.backend, blurred, n.einsum("bk,kpj->bpj", kernel, shifts), axis)
         apply = draw.uniform((batch, 1, 1, 1, 1)) < self.probability
         return n.where(apply, blurred, x)
 

@@ -161,7 +161,8 @@ def run_config(config, extra_callbacks=()):
     """Pretrain as ``config`` says (resuming an unfinished run); returns the pretrainer."""
     import keras
 
-    from kerasbrain.commands import train as train_command
+    from kerasbrain import training
+    from kerasbrain.files import atomic_write, write_json
 
     keras.utils.set_random_seed(int(config["seed"]))
     output = config["output"]
@@ -170,22 +171,16 @@ def run_config(config, extra_callbacks=()):
     batch_size = int(config["data"].get("batch_size", 16))
     train = load_volumes(config["data"]["train"], kernel[0] if kernel else None, batch_size, config["seed"])
     model = build_pretrainer(config)
-    _write_json(os.path.join(output, "config.json"), config)
-    callbacks = [*train_command.callbacks(config, has_validation=False), *extra_callbacks]
+    write_json(os.path.join(output, "config.json"), config)
+    callbacks = [*training.callbacks(config, has_validation=False), *extra_callbacks]
     if isinstance(train, tuple):
         model.fit(train[0], train[1], batch_size=batch_size, shuffle=True, epochs=int(config["epochs"]),
                   callbacks=callbacks)
     else:
         model.fit(train, epochs=int(config["epochs"]), callbacks=callbacks)
     for name, saved in (("pretrainer", model), ("backbone", model.backbone)):
-        final = os.path.join(output, f"{name}.keras")
-        saved.save(final + ".partial.keras")
-        os.replace(final + ".partial.keras", final)
+        with atomic_write(os.path.join(output, f"{name}.keras")) as tmp:
+            saved.save(tmp)
     print(f"saved {os.path.join(output, 'pretrainer.keras')} and {os.path.join(output, 'backbone.keras')}")
     return model
 
-
-def _write_json(path, value):
-    with open(f"{path}.tmp", "w") as handle:
-        json.dump(value, handle, indent=2, default=str)
-    os.replace(f"{path}.tmp", path)
