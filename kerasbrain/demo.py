@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from kerasbrain.datasets.synthetic import make_cohort
-from kerasbrain.files import save_figure
+from kerasbrain.files import save_figure, write_text
 
 STRATEGIES = ("scratch", "frozen", "full", "linear")
 ADAPTED = ("frozen-adapted", "linear-adapted")
@@ -56,6 +56,9 @@ class DemoConfig:
             settings.
         adapt_batchnorm: add the frozen and linear strategies with BatchNorm statistics
             adapted to each training draw.
+        ssl_epochs: epochs of self-supervised (SimCLR) pretraining on the large cohort
+            without labels; its backbone adds the strategies ``ssl_full`` and
+            ``ssl_linear`` to the learning curve (0 leaves them out).
         seed: seeds the cohorts, the draws and the weights.
     """
 
@@ -77,20 +80,21 @@ class DemoConfig:
     learning_rate: float = 3e-3
     strategies: tuple = STRATEGIES
     adapt_batchnorm: bool = True
+    ssl_epochs: int = 12
     seed: int = 0
 
     @classmethod
     def quick(cls):
         """About half the work of the default."""
         return cls(n_pretrain=320, n_small=140, n_test=60, sizes=(12, 24, 48), pretrain_epochs=8,
-                   finetune_epochs=10)
+                   finetune_epochs=10, ssl_epochs=6)
 
     @classmethod
     def tiny(cls):
         """Seconds: for tests (one training size; scratch, frozen and linear only)."""
         return cls(n_pretrain=128, n_small=72, n_test=40, sizes=(24,), resamples=3,
                    strategies=("scratch", "frozen", "linear"), filters=(4, 8, 8, 8, 8, 8),
-                   pretrain_epochs=6, finetune_epochs=6, batch_size=8)
+                   pretrain_epochs=6, finetune_epochs=6, batch_size=8, ssl_epochs=0)
 
 
 @dataclasses.dataclass
@@ -177,6 +181,22 @@ def pretrain(x, table, config, log=print):
     return model, history
 
 
+def pretrain_self_supervised(x, config):
+    """SimCLR (`kerasbrain.pretraining.Contrastive`) on ``x`` without labels; returns the backbone."""
+    import keras
+
+    from kerasbrain import applications, pretraining, transfer
+
+    keras.utils.set_random_seed(config.seed)
+    backbone = applications.SFCN(weights=None, include_top=False, input_shape=(*config.shape, 1),
+                                 pooling="avg", filters=config.filters, dropout=0.0)
+    model = pretraining.Contrastive(backbone, projection_dim=64, seed=config.seed)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(x, batch_size=32, epochs=config.ssl_epochs, verbose=2)
+    # population statistics of the unaugmented scans, as after supervised pretraining
+    return transfer.adapt_batchnorm(model.backbone, x, verbose=0)
+
+
 def run(out_dir="kerasbrain-demo", config=None, log=print):
     """Run the whole demo and write its outputs to ``out_dir``. See the module docstring."""
     from kerasbrain import inference, tasks, transfer
@@ -224,7 +244,8 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
     shutil.rmtree(os.path.join(curve_dir, "cells"), ignore_errors=True)  # never reuse old cells
     pool, test = np.arange(config.n_test, len(small)), np.arange(config.n_test)
     adapted = [s for s in ADAPTED if config.adapt_batchnorm and s.split("-")[0] in config.strategies]
-    total_cells = len(config.sizes) * config.resamples * (len(config.strategies) + len(adapted))
+    ssl_strategies = 2 if config.ssl_epochs else 0
+    total_cells = len(config.sizes) * config.resamples * (len(config.strategies) + len(adapted) + ssl_strategies)
     table = transfer.learning_curve(
         (x_small[pool], small.iloc[pool].reset_index(drop=True)),
         [tasks.Binary("disease")],
@@ -242,6 +263,21 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
         finetune_kwargs={"learning_rate": config.learning_rate / 3,
                          "frozen": {"learning_rate": config.learning_rate * 10 / 3, "dropout": 0.0}},
     )
+    if config.ssl_epochs:
+        import pandas as pd
+
+        step(f"self-supervised pretraining (SimCLR, no labels) on the large cohort, {config.ssl_epochs} epochs")
+        ssl = transfer.learning_curve(
+            (x_small[pool], small.iloc[pool].reset_index(drop=True)), [tasks.Binary("disease")],
+            sizes=config.sizes, resamples=config.resamples, strategies=("full", "linear"),
+            test=(x_small[test], small.iloc[test].reset_index(drop=True)),
+            backbone=pretrain_self_supervised(x_large, config), epochs=config.finetune_epochs,
+            batch_size=config.finetune_batch_size, seed=config.seed, on_cell=_cell_reporter(step, total_cells),
+            finetune_kwargs={"learning_rate": config.learning_rate / 3})
+        table = pd.concat([table, ssl.assign(strategy="ssl_" + ssl["strategy"])], ignore_index=True)
+        write_text(os.path.join(curve_dir, "results.csv"), table.to_csv(index=False))
+        write_text(os.path.join(curve_dir, "summary.csv"), transfer.summarize(table).to_csv(index=False))
+        transfer.plot_learning_curve(table, os.path.join(curve_dir, "learning_curve.png"), [tasks.Binary("disease")])
     files["results_csv"] = os.path.join(curve_dir, "results.csv")
     files["summary_csv"] = os.path.join(curve_dir, "summary.csv")
     files["learning_curve_png"] = os.path.join(curve_dir, "learning_curve.png")
@@ -302,7 +338,7 @@ def plot_brain_age(age, predicted, disease, path, title=None):
 def summary(result):
     """The demo's report: medians per strategy and size, and the measured comparison."""
     medians = result.table.groupby(["metric", "size", "strategy"])["value"].median().unstack("strategy")
-    order = [s for s in (*STRATEGIES, *ADAPTED) if s in medians.columns]
+    order = [s for s in (*STRATEGIES, *ADAPTED, "ssl_full", "ssl_linear") if s in medians.columns]
     metrics = result.pretrain_metrics
     lines = [f"brain age on the unseen site without fine-tuning: MAE {metrics['unseen_site_age_mae']:.1f} "
              f"years; after adapting BatchNorm statistics to its scans: "
