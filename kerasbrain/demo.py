@@ -246,6 +246,7 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
     adapted = [s for s in ADAPTED if config.adapt_batchnorm and s.split("-")[0] in config.strategies]
     ssl_strategies = 2 if config.ssl_epochs else 0
     total_cells = len(config.sizes) * config.resamples * (len(config.strategies) + len(adapted) + ssl_strategies)
+    report_cell = _cell_reporter(step, total_cells)
     table = transfer.learning_curve(
         (x_small[pool], small.iloc[pool].reset_index(drop=True)),
         [tasks.Binary("disease")],
@@ -258,7 +259,7 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
         batch_size=config.finetune_batch_size,
         out_dir=curve_dir,
         seed=config.seed,
-        on_cell=_cell_reporter(step, total_cells),
+        on_cell=report_cell,
         adapt_batchnorm=config.adapt_batchnorm,
         finetune_kwargs={"learning_rate": config.learning_rate / 3,
                          "frozen": {"learning_rate": config.learning_rate * 10 / 3, "dropout": 0.0}},
@@ -272,7 +273,7 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
             sizes=config.sizes, resamples=config.resamples, strategies=("full", "linear"),
             test=(x_small[test], small.iloc[test].reset_index(drop=True)),
             backbone=pretrain_self_supervised(x_large, config), epochs=config.finetune_epochs,
-            batch_size=config.finetune_batch_size, seed=config.seed, on_cell=_cell_reporter(step, total_cells),
+            batch_size=config.finetune_batch_size, seed=config.seed, on_cell=report_cell,
             finetune_kwargs={"learning_rate": config.learning_rate / 3})
         table = pd.concat([table, ssl.assign(strategy="ssl_" + ssl["strategy"])], ignore_index=True)
         write_text(os.path.join(curve_dir, "results.csv"), table.to_csv(index=False))
