@@ -72,8 +72,9 @@ def _spatial_mean(x):
 class _Builder:
     """Creates the layers and records, per torch module name, what each one is."""
 
-    def __init__(self):
+    def __init__(self, initializer):
         self.modules = {}  # torch module name -> (kind, settings)
+        self.initializer = initializer
 
     def conv(self, x, name, filters, kernel, stride=1, padding=0, bias=False):
         self.modules[name] = ("Conv3d", {"stride": stride, "padding": padding, "bias": bias})
@@ -83,8 +84,8 @@ class _Builder:
         mode = "same" if padding and stride == 1 and 2 * padding == kernel - 1 else "valid"
         if padding and mode == "valid" and stride == 1:
             raise ValueError(f"{name}: unsupported padding {padding} for kernel {kernel}.")
-        return keras.layers.Conv3D(filters, kernel, strides=stride, padding=mode,
-                                   use_bias=bias, name=layer_name)(x)
+        return keras.layers.Conv3D(filters, kernel, strides=stride, padding=mode, use_bias=bias,
+                                   kernel_initializer=self.initializer, name=layer_name)(x)
 
     def conv_transpose(self, x, name, filters, kernel, stride, padding, output_padding,
                        bias=False):
@@ -93,7 +94,8 @@ class _Builder:
         })
         layer_name = keras_name(name)
         x = keras.layers.Conv3DTranspose(filters, kernel, strides=stride, padding="valid",
-                                         use_bias=bias, name=layer_name)(x)
+                                         use_bias=bias, kernel_initializer=self.initializer,
+                                         name=layer_name)(x)
         # 'valid' gives (n - 1) * stride + kernel voxels; PyTorch drops `padding` at the
         # start and `padding - output_padding` at the end
         crop = (padding, padding - output_padding)
@@ -188,7 +190,8 @@ def LinkNet3D(
         if size is not None and size % 32:
             raise ValueError(f"{name}: spatial sizes must be multiples of 32, got {input_shape}.")
     inputs = _common.model_input(input_tensor, input_shape)
-    build = _Builder()
+    # loaded weights replace the initial values: zeros skip a random-number kernel per shape
+    build = _Builder("glorot_uniform" if root is None else "zeros")
     x0 = build.conv(inputs, "init.0", filters[0], 7, 2, 3)
     x0 = build.max_pool(build.norm(x0, "init.1"), "init.3")
     skips, x = [x0], x0
