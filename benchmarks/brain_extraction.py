@@ -7,10 +7,11 @@
     python benchmarks/brain_extraction.py speed --framework keras|torch [--limit 5] [--json F]
 
 parity, per head: deepbet's ``BrainExtraction.run`` and ``kb.data.extract_brain`` on the
-file; each network's probability map from PyTorch and from Keras **on the same input**
-(the Keras pipeline's normalised 128^3 volume and 256^3 crop, fed to deepbet's TorchScript
-networks too): max abs difference; Dice of the two final masks; TIV (cm^3) of both; the
-time of each pipeline. Prints a table, then one JSON object (also written to --json).
+file; each network's brain probability map in both pipelines: max abs difference, with the
+max abs difference of the two networks' inputs (the same box and, up to float32 rounding
+of the normalisation, the same values; beyond ``--same-input`` Keras is rerun on deepbet's
+exact input); Dice of the two final masks; TIV (cm^3) of both; the time of each pipeline.
+Prints a table, then one JSON object (also written to --json).
 """
 
 import argparse
@@ -43,17 +44,24 @@ def heads(folder, limit=None):
 
 
 class _Recorder:
-    """Wraps a Keras model: records the inputs given to ``predict`` and the brain
-    probability it returns."""
+    """Wraps a Keras model (``predict``) or a TorchScript module (called): keeps the last
+    input and brain probability."""
 
     def __init__(self, model):
-        self.model, self.inputs, self.outputs = model, [], []
+        self.model, self.input, self.output = model, None, None
 
     def predict(self, x, verbose=0):
         out = self.model.predict(x, verbose=verbose)
-        self.inputs.append(np.asarray(x)[0, ..., 0])
-        self.outputs.append(np.asarray(out)[0, ..., 1])
+        self.input, self.output = np.asarray(x)[0, ..., 0], np.asarray(out)[0, ..., 1]
         return out
+
+    def __call__(self, x):
+        out = self.model(x)
+        self.input, self.output = x[0, 0].cpu().numpy(), out[0, 1].cpu().numpy()
+        return out
+
+    def __getattr__(self, name):  # deepbet asks its networks for .parameters()
+        return getattr(self.model, name)
 
 
 def machine():
@@ -80,6 +88,7 @@ def parity(args):
 
     torch.set_num_threads(args.threads)
     bet = BrainExtraction(no_gpu=True)
+    bet.bbox_model, bet.model = _Recorder(bet.bbox_model), _Recorder(bet.model)
     localiser, network = (_Recorder(m) for m in brain_lib.default_models())
     rows = []
     print(f"{'participant':16s} {'sex':3s} {'bbox diff':>10s} {'main diff':>10s} "
@@ -91,22 +100,31 @@ def parity(args):
         start = time.perf_counter()
         _, mask, tiv = kb.data.extract_brain(path, models=(localiser, network))
         keras_s = time.perf_counter() - start
-        diffs = []
-        with torch.no_grad():
-            for recorder, model in ((localiser, bet.bbox_model), (network, bet.model)):
-                x = torch.from_numpy(recorder.inputs[-1])[None, None]
-                reference = model(x)[0, 1].numpy()
-                diffs.append(float(np.abs(recorder.outputs[-1] - reference).max()))
+        diffs, input_diffs = [], []
+        for ours, theirs in ((localiser, bet.bbox_model), (network, bet.model)):
+            if ours.input.shape != theirs.input.shape:
+                raise RuntimeError(f"{pid}: the two pipelines cropped different boxes")
+            input_diffs.append(float(np.abs(ours.input - theirs.input).max()))
+            if input_diffs[-1] > args.same_input:  # rerun Keras on deepbet's exact input
+                ours.predict(theirs.input[None, ..., None])
+            diffs.append(float(np.abs(ours.output - theirs.output).max()))
         row = {
             "participant_id": pid, "sex": sex,
             "bbox_prob_max_abs_diff": diffs[0], "prob_max_abs_diff": diffs[1],
+            "bbox_input_max_abs_diff": input_diffs[0], "input_max_abs_diff": input_diffs[1],
             "mask_dice": dice(mask.array > 0, np.asarray(torch_mask.dataobj) > 0),
             "tiv_cm3_keras": tiv, "tiv_cm3_torch": float(torch_tiv),
             "seconds_keras": keras_s, "seconds_torch": torch_s,
         }
         rows.append(row)
+        if args.json:  # partial results survive an interrupted sweep
+            _write(args.json, _parity_result(rows, args, keras, torch, done=False))
         print(f"{pid:16s} {sex:3s} {diffs[0]:10.2e} {diffs[1]:10.2e} {row['mask_dice']:7.4f} "
               f"{tiv:9.1f} {torch_tiv:9.1f} {keras_s:7.2f} {torch_s:7.2f}", flush=True)
+    return _parity_result(rows, args, keras, torch, done=True)
+
+
+def _parity_result(rows, args, keras, torch, done):
     tivs = np.asarray([r["tiv_cm3_keras"] for r in rows])
     sexes = np.asarray([r["sex"] for r in rows])
     summary = {
@@ -124,8 +142,9 @@ def parity(args):
         "seconds_keras_first": rows[0]["seconds_keras"],
         "seconds_torch_first": rows[0]["seconds_torch"],
     }
-    return {"mode": "parity", "keras_backend": keras.backend.backend(), "torch": torch.__version__,
-            "threads": args.threads, "machine": machine(), "summary": summary, "rows": rows}
+    return {"mode": "parity", "complete": done, "keras_backend": keras.backend.backend(),
+            "torch": torch.__version__, "threads": args.threads, "machine": machine(),
+            "summary": summary, "rows": rows}
 
 
 def speed(args):
@@ -183,17 +202,24 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, default=None, help="first N heads only")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--json", default=None, help="also write the JSON here")
+    parser.add_argument(
+        "--same-input", type=float, default=1e-5,
+        help="parity: the pipelines' network inputs may differ by this much (float32 "
+        "rounding of the normalisation); beyond, Keras reruns on deepbet's exact input")
     args = parser.parse_args(argv)
     if not os.path.isfile(os.path.join(args.ixi, "participants.tsv")):
         parser.error(f"no ixi50 folder at {args.ixi} (use --ixi)")
     result = parity(args) if args.mode == "parity" else speed(args)
-    text = json.dumps(result, indent=1)
-    print(text)
+    print(json.dumps(result, indent=1))
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, args.json)
+        _write(args.json, result)
+
+
+def _write(path, result):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(result, indent=1) + "\n")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
