@@ -16,7 +16,10 @@ _NAMES = {
     "VolumeError": "io",
     "load_volume": "io",
     "check_array": "io",
+    "collect_inputs": "inputs",
+    "merge_table": "inputs",
     "Preprocessor": "preprocess",
+    "normalise": "preprocess",
     "reorient": "preprocess",
     "resample": "preprocess",
     "bounding_box": "preprocess",
@@ -48,5 +51,5 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted([*__all__, "brain", "dataset", "io", "preprocess", "presets", "table",
+    return sorted([*__all__, "brain", "dataset", "inputs", "io", "preprocess", "presets", "table",
                    "tfrecords"])
