@@ -113,7 +113,7 @@ def brain_probability(canonical, localiser, network, where="volume"):
     low, high = np.quantile(small, (0.005, 0.995))
     if not high > low:
         raise VolumeError(f"{where}: the image is (nearly) constant: no head in it.")
-    small_probability = _predict(localiser, preprocess_input(small, low, high))
+    small_probability = _predict(localiser, preprocess_input(small, low=low, high=high))
     small_mask = small_probability > 0.5
     if not small_mask.any():
         raise VolumeError(f"{where}: no head found: the localiser marks no brain voxel.")
@@ -130,7 +130,7 @@ def brain_probability(canonical, localiser, network, where="volume"):
     except ValueError as error:
         raise VolumeError(f"{where}: no head found: {error}.") from None
     crop = resize_nearest(canonical[box], SHAPE)
-    brain = _predict(network, preprocess_input(crop, low, high))
+    brain = _predict(network, preprocess_input(crop, low=low, high=high))
     probability = np.zeros(canonical.shape, dtype="float32")
     probability[box] = resize_nearest(brain, canonical[box].shape)
     return probability, box
