@@ -66,3 +66,23 @@ __all__ += [
     "EfficientNetV2M", "EfficientNetV2L", "MobileNetV2",
     "convnext", "efficientnet", "efficientnet_v2", "mobilenet_v2",
 ]
+
+#: the one name -> constructor table: lower-case name (= registry architecture) -> constructor
+CONSTRUCTORS = {name.lower(): globals()[name] for name in __all__ if name[:1].isupper()}
+
+
+def get(name):
+    """The constructor called ``name``, in any case (``"SFCN"``, ``"densenet201"``,
+    ``"ResNet50V2"``); a registry entry's ``architecture`` names one.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+    """
+    constructor = CONSTRUCTORS.get(str(name).lower())
+    if constructor is None:
+        known = sorted(n for n in __all__ if n[:1].isupper())
+        raise ValueError(f"Unknown architecture {name!r}; kerasbrain.applications has: {', '.join(known)}.")
+    return constructor
+
+
+__all__ += ["CONSTRUCTORS", "get"]

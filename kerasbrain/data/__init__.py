@@ -16,7 +16,10 @@ _NAMES = {
     "VolumeError": "io",
     "load_volume": "io",
     "check_array": "io",
+    "collect_inputs": "inputs",
+    "merge_table": "inputs",
     "Preprocessor": "preprocess",
+    "normalise": "preprocess",
     "reorient": "preprocess",
     "resample": "preprocess",
     "bounding_box": "preprocess",
@@ -47,4 +50,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted([*__all__, "dataset", "io", "preprocess", "presets", "table", "tfrecords"])
+    return sorted([*__all__, "dataset", "inputs", "io", "preprocess", "presets", "table", "tfrecords"])
