@@ -9,7 +9,7 @@ TensorFlow computes quickly (0.3 s for that stem).
 
 Stride-1 convolutions with smaller kernels (SFCN's 3x3x3 and 1x1x1, the backbones' 3x3x3
 and 1x1x1 layers) take their gradients from forward convolutions where TensorFlow runs on
-the CPU without oneDNN (``kerasbrain.layers.conv_gradient``), 1.7-2.2x faster than
+the CPU without oneDNN (``kerasbrain.layers.conv_gradient``), 2.1-2.3x faster than
 TensorFlow's own gradient kernels there. Other backends, devices, groups and dilations use
 ``keras.layers.Conv3D`` unchanged.
 """
