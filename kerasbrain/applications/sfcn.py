@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from kerasbrain.applications import _common
+from kerasbrain.layers.conv import FastConv3D
 from kerasbrain.layers.pooling import FastMaxPooling3D
 from kerasbrain.weights.presets import MULTITASK_TASKS
 
@@ -127,12 +128,12 @@ def SFCN(
     inputs = _common.model_input(input_tensor, input_shape)
     x = inputs
     for i, width in enumerate(filters[:5]):
-        x = keras.layers.Conv3D(width, 3, padding="same", name=f"block{i}_conv")(x)
+        x = FastConv3D(width, 3, padding="same", name=f"block{i}_conv")(x)
         x = keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum,
                                             name=f"block{i}_bn")(x)
         x = keras.layers.ReLU(name=f"block{i}_relu")(x)
         x = FastMaxPooling3D(2, name=f"block{i}_pool")(x)
-    x = keras.layers.Conv3D(filters[5], 1, name="block5_conv")(x)
+    x = FastConv3D(filters[5], 1, name="block5_conv")(x)
     x = keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name="block5_bn")(x)
     x = keras.layers.ReLU(name="block5_relu")(x)
 
