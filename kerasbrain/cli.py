@@ -14,7 +14,9 @@ from kerasbrain import __version__
 #: subcommand -> module that adds its parser
 COMMANDS = {
     "demo": "kerasbrain.demo",
+    "explain": "kerasbrain.commands.explain",
     "predict": "kerasbrain.commands.predict",
+    "pretrain": "kerasbrain.commands.pretrain",
     "tfrecords": "kerasbrain.commands.tfrecords",
     "train": "kerasbrain.commands.train",
     "finetune": "kerasbrain.commands.train",

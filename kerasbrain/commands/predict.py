@@ -42,6 +42,17 @@ def add_parser(subparsers):
     parser.add_argument("--path-column", default="path", help="image path column of tables")
     parser.add_argument("--qc", metavar="DIR", help="write one PNG of the preprocessed central slices per scan")
     parser.add_argument("--batch-size", type=int, default=4, help="scans per model call (default 4)")
+    parser.add_argument("--adapt", action="store_true",
+                        help="first re-estimate the model's BatchNorm statistics on the scans being "
+                             "predicted (AdaBN; needs tens of scans from one site; reads every scan twice)")
+    parser.add_argument("--explain", metavar="METHOD", choices=("ig", "smoothgrad", "gradcam", "occlusion", "lrp"),
+                        help="also write an attribution map per scan (see `kerasbrain explain`); "
+                             "adds the map_<METHOD> column")
+    parser.add_argument("--explain-dir", metavar="DIR",
+                        help="folder for the maps (default: <OUT>_maps next to the CSV)")
+    from kerasbrain.commands.explain import add_method_arguments
+
+    add_method_arguments(parser, prefix="explain-")
     parser.set_defaults(func=run)
     return parser
 
@@ -69,6 +80,16 @@ def run(args):
     age_column = args.age_column
     if age_column is None and "age" in scans.columns and predictor.info.get("brain_age_task"):
         age_column = "age"
+    if args.adapt:
+        from kerasbrain.transfer import adapt_batchnorm
+
+        print(f"adapting BatchNorm statistics to {len(scans)} scan(s)", file=sys.stderr)
+        volumes = _readable_volumes(predictor, scans["path"])  # unreadable scans fail below
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            adapt_batchnorm(predictor.model, volumes, batch_size=args.batch_size)
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr)
     print(f"predicting {len(scans)} scan(s)", file=sys.stderr)
 
     with warnings.catch_warnings(record=True) as caught:
@@ -86,6 +107,14 @@ def run(args):
             print(f"warning: {count - MAX_SHOWN} more {kind}s; the input_warnings column of "
                   f"{args.output} lists them per scan", file=sys.stderr)
 
+    if args.explain:
+        from kerasbrain.commands.explain import explain_into
+
+        maps_dir = args.explain_dir or os.path.splitext(args.output)[0] + "_maps"
+        maps = explain_into(predictor, scans, maps_dir, args.explain, args)
+        result[f"map_{args.explain}"] = [os.path.join(maps_dir, name) for name in maps["map"]]
+        print(f"{args.explain} maps in {maps_dir}", file=sys.stderr)
+
     write_text(args.output, result.to_csv(index=False, float_format="%.6g"))
     print(f"wrote {args.output} ({len(result)} rows)" + (f"; QC images in {args.qc}" if args.qc else ""),
           file=sys.stderr)
@@ -97,3 +126,13 @@ def run(args):
             print(f"  {error}", file=sys.stderr)
         return EXIT_SOME_FAILED
     return 0
+
+
+def _readable_volumes(predictor, paths):
+    """Preprocessed volumes of the scans that load; the others get their error row later."""
+    for path in paths:
+        try:
+            yield predictor.preprocess(path)[0]
+        except Exception:  # noqa: BLE001 - predict reports it in the error column
+            continue
+

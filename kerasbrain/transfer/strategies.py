@@ -7,6 +7,10 @@
   ``kerasbrain.transfer.blocks``), the rest is frozen;
 - ``"full"``: everything learns; ``two_phase=n`` first trains the heads alone for ``n``
   epochs at ``head_learning_rate``, then everything at ``learning_rate`` (inside ``fit``).
+
+``adapt_batchnorm=volumes`` first re-estimates the pretrained BatchNorm statistics on
+unlabelled scans of the target site (``kerasbrain.transfer.adapt_batchnorm``): what the
+frozen strategy (and the frozen blocks of ``"partial"``) then run with.
 """
 
 import keras
@@ -14,6 +18,7 @@ import numpy as np
 
 from kerasbrain import models as models_lib
 from kerasbrain import tasks as tasks_lib
+from kerasbrain.transfer import adapt as adapt_lib
 from kerasbrain.transfer import heads as heads_lib
 from kerasbrain.transfer.blocks import set_trainable_blocks
 
@@ -35,6 +40,7 @@ def finetune(
     head_learning_rate=None, two_phase=False, weight_decay=0.0, dropout=0.5, head_units=None,
     replace_heads=True, rerange=None, loss_weights=None, optimizer="adam", pooling="avg",
     name=None,
+    adapt_batchnorm=None,
 ):
     """Build a compiled model to fine-tune a pretrained network on new tasks.
 
@@ -66,6 +72,10 @@ def finetune(
         optimizer: optimiser name or instance.
         pooling: pooling of a 5D backbone output.
         name: model name (default ``"<strategy>"``).
+        adapt_batchnorm: optional unlabelled scans of the target site (an array
+            ``(n, x, y, z, c)`` or an iterable, see ``adapt_batchnorm``): the copied
+            backbone's BatchNorm statistics are re-estimated on them first. Not with
+            ``"scratch"``.
 
     Returns:
         A compiled ``kerasbrain.models.MultiTaskModel``; ``model.fit`` trains it.
@@ -79,10 +89,15 @@ def finetune(
         raise ValueError("strategy='partial' needs trainable_blocks (how many last blocks learn).")
     if two_phase and strategy != "full":
         raise ValueError(f"two_phase applies to strategy='full', not {strategy!r}.")
+    if adapt_batchnorm is not None and strategy == "scratch":
+        raise ValueError("adapt_batchnorm adapts pretrained statistics; strategy='scratch' "
+                         "starts from fresh weights.")
 
     pretrained = copy_model(model_or_backbone)
     backbone, heads, pretrained_tasks = heads_lib.split(pretrained)
     reuse = _heads_to_reuse(tasks, heads, replace_heads, rerange or {}, strategy)
+    if adapt_batchnorm is not None:
+        adapt_lib.adapt_batchnorm(backbone, adapt_batchnorm, verbose=0)
     if strategy == "scratch":
         backbone = keras.models.clone_model(backbone)
 
