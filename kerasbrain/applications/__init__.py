@@ -89,4 +89,6 @@ def get(name):
     return constructor
 
 
-__all__ += ["CONSTRUCTORS", "get"]
+from kerasbrain.applications.pretrained import PretrainedModel  # noqa: E402  (not a constructor)
+
+__all__ += ["CONSTRUCTORS", "PretrainedModel", "get"]

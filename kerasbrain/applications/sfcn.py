@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from kerasbrain.applications import _common
+from kerasbrain.applications.pretrained import with_preset
 from kerasbrain.layers.conv import FastConv3D
 from kerasbrain.layers.pooling import FastMaxPooling3D
 from kerasbrain.weights.presets import MULTITASK_TASKS
@@ -75,7 +76,8 @@ def SFCN(
             without a clamp (``reg-2025``) give a linear output.
 
     Returns:
-        A ``keras.Model``. With the top: ``(batch, classes)`` (``multitask``: a dict of
+        A ``keras.Model`` (with registry weights a `PretrainedModel` whose ``preset`` names
+        them). With the top: ``(batch, classes)`` (``multitask``: a dict of
         ``(batch, 1)`` outputs); without: the feature map
         ``(batch, x/32, y/32, z/32, filters[-1])`` or pooled ``(batch, filters[-1])``.
     """
@@ -154,7 +156,7 @@ def SFCN(
         weights_lib.load_weights(model, spec if spec is not None else weights_file,
                                  include_top=include_top, architecture="sfcn",
                                  build=checkpoint_model)
-    return model
+    return with_preset(model, spec)
 
 
 def checkpoint_model(architecture, config, include_top):

@@ -27,8 +27,8 @@ STRATEGIES = ("scratch", "frozen", "partial", "full")
 
 def copy_model(model):
     """An independent copy of ``model`` (same architecture and weights)."""
-    if isinstance(model, models_lib.MultiTaskModel):
-        clone = models_lib.MultiTaskModel.from_config(model.get_config())
+    if isinstance(model, models_lib.MultiTaskModel) or hasattr(model, "preset"):
+        clone = model.__class__.from_config(model.get_config())  # keeps tasks / preset
     else:
         clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
@@ -61,11 +61,13 @@ def finetune(
             pretrained head of each task that has one (matched by output name; a single
             pretrained head matches a single task); or a list of task names to replace,
             reusing the rest. A reused head whose task differs from the pretrained one
-            (other bins, range or standardisation) is re-ranged when the pretrained task
-            is known (``MultiTaskModel``).
-        rerange: ``{task name: old range}`` for heads of models that do not know their
-            tasks: e.g. ``{"age": (42, 82)}`` carries SFCN's 40 age bins over to
-            ``SoftClassification("age", bin_range=(18, 90), bins=72)``. Implies reuse.
+            (other bins, range or standardisation) is re-ranged to it. The pretrained
+            tasks are a ``MultiTaskModel``'s own, or those of the weight set a model was
+            built with (``SFCN(weights="ukb")``: ``model.preset``, saved with the model).
+        rerange: ``{task name: old range}`` for heads of models that know no tasks (built
+            from a weights file or by hand): e.g. ``{"age": (42, 82)}`` carries 40 age
+            bins over 42-82 to ``SoftClassification("age", bin_range=(18, 90), bins=72)``.
+            Implies reuse.
         loss_weights: ``None``, ``{task: weight}`` or ``"uncertainty"``.
         optimizer: optimiser name or instance.
         pooling: pooling of a 5D backbone output.
@@ -112,11 +114,11 @@ def finetune(
         chain = heads[reuse[task.name]]
         old_task = pretrained_tasks.get(reuse[task.name])
         old_range = (rerange or {}).get(task.name)
-        if old_range is None and old_task is not None and old_task.get_config() != task.get_config():
+        if old_range is None and old_task is not None and _differs(old_task, task):
             if old_task.kind != task.kind:
                 raise ValueError(f"task {task.name!r} is {type(task).__name__} but the pretrained "
                                  f"head is {type(old_task).__name__}; replace it (replace_heads).")
-            old_range = heads_lib.old_range_of(old_task)
+            old_range = heads_lib.old_range_of(old_task, chain)
         if old_range is None:
             heads_lib.check_compatible(chain, task)
             outputs[task.name] = heads_lib.apply_copied_head(x, chain, task)
@@ -146,6 +148,13 @@ def finetune(
             "loss_weights": loss_weights if isinstance(loss_weights, dict) else None,
         }
     return model
+
+
+def _differs(old_task, task):
+    """Whether a head must be re-ranged: the tasks differ in more than name and loss weight."""
+    ignore = ("name", "weight")
+    old = {k: v for k, v in old_task.get_config().items() if k not in ignore}
+    return old != {k: v for k, v in task.get_config().items() if k not in ignore}
 
 
 def _heads_to_reuse(tasks, heads, replace_heads, rerange, strategy):
