@@ -33,7 +33,7 @@ _NAMES = {
     "write_tfrecords": "tfrecords",
     "WriteReport": "tfrecords",
     "read_manifest": "tfrecords",
-    "encode_volume": "tfrecords",
+    "encode_volume": "encoding",
     "tfrecord_dataset": "dataset",
     "volume_dataset": "dataset",
     "label_categories": "dataset",
