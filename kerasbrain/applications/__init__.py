@@ -66,3 +66,7 @@ __all__ += [
     "EfficientNetV2M", "EfficientNetV2L", "MobileNetV2",
     "convnext", "efficientnet", "efficientnet_v2", "mobilenet_v2",
 ]
+from kerasbrain.applications import linknet  # noqa: E402
+from kerasbrain.applications.linknet import LinkNet3D  # noqa: E402
+
+__all__ += ["LinkNet3D", "linknet"]

@@ -20,6 +20,7 @@ _NAMES = {
     "reorient": "preprocess",
     "resample": "preprocess",
     "bounding_box": "preprocess",
+    "extract_brain": "brain",
     "PRESETS": "presets",
     "get_preset": "presets",
     "list_presets": "presets",
@@ -47,4 +48,5 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted([*__all__, "dataset", "io", "preprocess", "presets", "table", "tfrecords"])
+    return sorted([*__all__, "brain", "dataset", "io", "preprocess", "presets", "table",
+                   "tfrecords"])
