@@ -53,9 +53,12 @@ def ants_matrix(template, brain):
 
 
 def dipy_matrix(template, brain):
-    from dipy.align.imaffine import AffineRegistration, MutualInformationMetric
+    from dipy.align.imaffine import (
+        AffineRegistration,
+        MutualInformationMetric,
+        transform_centers_of_mass,
+    )
     from dipy.align.transforms import AffineTransform3D, RigidTransform3D, TranslationTransform3D
-    from dipy.align.imaffine import transform_centers_of_mass
 
     static, moving = template.array, np.asarray(brain.array, "float32")
     current = transform_centers_of_mass(static, template.affine, moving, brain.affine)

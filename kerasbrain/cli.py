@@ -11,6 +11,7 @@ from kerasbrain import __version__
 COMMANDS = {
     "demo": "demo",
     "predict": "predict",
+    "prepare": "prepare",
     "tfrecords": "tfrecords",
     "train": "train",
     "finetune": "train",

@@ -149,9 +149,19 @@ def _matrix(transform):
     return _LPS @ lps @ _LPS
 
 
+def _levels(shape):
+    """Shrink factors (coarsest first, down to 16 voxels per axis) and sampling fractions
+    (5%, at least 5000 voxels per level)."""
+    shrinks = [f for f in (4, 2) if min(shape) / f >= 16] + [1]
+    size = float(np.prod(shape))
+    return shrinks, [min(1.0, max(0.05, 5000.0 * f**3 / size)) for f in shrinks]
+
+
 def _register_sitk(fixed, moving, seed):
+    """Template `Volume` (fixed), brain `Volume` (moving) -> 4x4 RAS+ matrix fixed -> moving."""
     import SimpleITK as sitk
 
+    shrinks, fractions = _levels(fixed.shape)
     fixed, moving = _to_sitk(fixed), _to_sitk(moving)
     current = sitk.CenteredTransformInitializer(
         fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS)
@@ -163,14 +173,14 @@ def _register_sitk(fixed, moving, seed):
         method = sitk.ImageRegistrationMethod()
         method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
         method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(0.05, seed)
+        method.SetMetricSamplingPercentagePerLevel(fractions, seed)
         method.SetInterpolator(sitk.sitkLinear)
         method.SetOptimizerAsRegularStepGradientDescent(
             learningRate=1.0, minStep=1e-3, numberOfIterations=100,
             gradientMagnitudeTolerance=1e-6, relaxationFactor=0.5)
         method.SetOptimizerScalesFromPhysicalShift()
-        method.SetShrinkFactorsPerLevel([4, 2, 1])
-        method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
+        method.SetShrinkFactorsPerLevel(shrinks)
+        method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0][-len(shrinks):])
         method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
         method.SetInitialTransform(stage, inPlace=True)
         method.Execute(fixed, moving)

@@ -63,7 +63,7 @@ def get_grid(grid):
                 grid = PRESET_GRIDS[get_preset(grid)["name"]]
             except ValueError:
                 known = ", ".join([*GRIDS, *PRESET_GRIDS])
-                raise ValueError(f"unknown grid {grid!r}; known: {known} (or a weight-set name)")
+                raise ValueError(f"unknown grid {grid!r}; known: {known} (or a weight-set name)") from None
         shape, affine = GRIDS[grid]
         return tuple(shape), affine.copy()
     shape, affine = grid
