@@ -61,11 +61,10 @@ def prepare_scans(scans, out_dir, weights="ukb", title=None):
     from kerasbrain.data import qc
     from kerasbrain.data.io import Volume, load_volume
     from kerasbrain.data.pipeline import flags, prepare
-    from kerasbrain.data.registration import resample_to_grid
-    from kerasbrain.data.template import load_template
+    from kerasbrain.data.registration import template_on_grid
 
     os.makedirs(out_dir, exist_ok=True)
-    template = resample_to_grid(load_template(1), np.eye(4), weights)
+    template = template_on_grid(weights)
     result = scans.reset_index(drop=True).copy()
     columns = {key: [] for key in ("source", "path", "brain", "mask", "transform", "qc",
                                    "tiv_cm3", "dice", "template_correlation", "flags",

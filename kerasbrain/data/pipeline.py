@@ -20,7 +20,7 @@ MIN_DICE = 0.9
 #: usual total intracranial volume of adults (cm^3); outside is flagged
 TIV_RANGE = (1000.0, 2000.0)
 #: correlation with the T1 template below which the contrast is reported as not T1-like
-MIN_T1_CORRELATION = 0.2
+MIN_T1_CORRELATION = 0.1
 
 
 class ContrastWarning(UserWarning):
@@ -30,13 +30,13 @@ class ContrastWarning(UserWarning):
 def template_correlation(registered, grid="ukb"):
     """Pearson correlation of a registered brain with the MNI152 T1 template in its mask.
 
-    T1-weighted brains give about 0.3-0.6 (scanner contrast differs from the template's);
+    Real T1-weighted brains give about 0.3-0.6 (scanner contrast differs from the template's);
     T2-weighted and other contrasts give about zero or below.
     """
-    from kerasbrain.data.registration import resample_to_grid
-    from kerasbrain.data.template import MASK_THRESHOLD, load_template
+    from kerasbrain.data.registration import template_on_grid
+    from kerasbrain.data.template import MASK_THRESHOLD
 
-    template = resample_to_grid(load_template(1), np.eye(4), grid)
+    template = template_on_grid(grid)
     inside = template.array > MASK_THRESHOLD
     a = np.asarray(registered.array, "float64")[inside]
     b = np.asarray(template.array, "float64")[inside]

@@ -226,14 +226,29 @@ def register(volume, template="mni152", grid="ukb", order=1, seed=0):
     return apply_transform(volume, transform, grid, order=order), transform
 
 
+_ON_GRID = {}
+
+
+def template_on_grid(grid="ukb"):
+    """The MNI152 1 mm template (max 1) resampled onto ``grid`` (cached per grid)."""
+    shape, affine = get_grid(grid)
+    key = (shape, affine.tobytes())
+    if key not in _ON_GRID:
+        if len(_ON_GRID) >= 4:
+            _ON_GRID.clear()
+        _ON_GRID[key] = resample_to_grid(load_template(spacing=1), np.eye(4), (shape, affine))
+    volume = _ON_GRID[key]
+    return Volume(volume.array.copy(), volume.affine.copy(), volume.path)
+
+
 def registration_overlap(registered_mask, grid="ukb", template="mni152"):
     """Dice of a brain mask on a template grid with the template's brain mask (0..1)."""
     if isinstance(template, str) and template.lower() == "mni152":
-        template = load_template(spacing=1)
-    elif not isinstance(template, Volume):
-        template = load_volume(template)
-    reference = resample_to_grid(template, np.eye(4), grid, order=1)
-    expected = reference.array > MASK_THRESHOLD * template.array.max()
+        expected = template_on_grid(grid).array > MASK_THRESHOLD
+    else:
+        template = template if isinstance(template, Volume) else load_volume(template)
+        reference = resample_to_grid(template, np.eye(4), grid, order=1)
+        expected = reference.array > MASK_THRESHOLD * template.array.max()
     found = np.asarray(registered_mask.array if isinstance(registered_mask, Volume)
                        else registered_mask) > 0.5
     total = expected.sum() + found.sum()
