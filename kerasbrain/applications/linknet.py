@@ -31,8 +31,8 @@ from kerasbrain.applications import _common
 
 DEFAULT_FILTERS = (16, 32, 64, 128)
 MIN_SIZE = 64  # the deepest encoder keeps 2x2x2 voxels to normalise
-#: registry name -> (default input shape, what the network outputs)
-WEIGHTS_SHAPES = {"deepbet": (256, 256, 256, 1), "deepbet-bbox": (128, 128, 128, 1)}
+#: input shape without registry weights (deepbet's are 256^3 and, localiser, 128^3)
+DEFAULT_INPUT_SHAPE = (128, 128, 128, 1)
 #: deepbet's intensity normalisation: z-scored [0, 1] intensities mapped to this mean / std
 NORMALIZED_MEAN, NORMALIZED_STD = 0.449, 0.226
 INSTANCE_NORM_EPSILON = 1e-5
@@ -173,18 +173,19 @@ def LinkNet3D(
         ValueError: unknown weights, a bad shape, or an archive that does not match the
             architecture (the message names the module or tensor).
     """
-    archive, root = None, None
+    archive, root, default = None, None, DEFAULT_INPUT_SHAPE
     if weights is not None:
-        archive = _weights_file(weights)
+        archive, default = _weights_file(weights)
         from kerasbrain.weights import torchscript
 
         root = torchscript.load(archive)
-        filters, classes = _widths(root, archive)
+        widths, classes = _widths(root, archive)
+        if filters is not None and tuple(filters) != widths:
+            raise ValueError(f"{name}: filters={tuple(filters)} but {archive} has {widths}.")
+        filters = widths
     filters = tuple(filters or DEFAULT_FILTERS)
     if len(filters) != 4:
         raise ValueError(f"{name}: filters must have 4 values, got {filters}.")
-    default = WEIGHTS_SHAPES.get(weights, (128, 128, 128, 1)) if isinstance(weights, str) else (
-        128, 128, 128, 1)
     input_shape = _common.obtain_input_shape(input_shape, default, MIN_SIZE, False, name=name)
     for size in input_shape[:3]:
         if size is not None and size % 32:
@@ -217,14 +218,15 @@ def LinkNet3D(
 
 
 def _weights_file(weights):
+    """``(local archive path, default input shape)`` of a registry name or a path."""
     if _common.is_weights_path(weights):
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"Weights file not found: {weights}")
-        return os.fspath(weights)
+        return os.fspath(weights), DEFAULT_INPUT_SHAPE
     from kerasbrain import weights as weights_lib
 
     spec = weights_lib.get_spec(weights, architecture="linknet3d")
-    return weights_lib.get_file(spec.architecture, spec.key)
+    return weights_lib.get_file(spec.architecture, spec.key), spec.input_shape
 
 
 def _tensor(root, name, source):

@@ -111,7 +111,10 @@ def brain_probability(canonical, localiser, network, where="volume"):
     small_mask = _predict(localiser, preprocess_input(small, low, high)) > 0.5
     if not small_mask.any():
         raise VolumeError(f"{where}: no head found: the localiser marks no brain voxel.")
-    box = bounding_box(largest_component(small_mask), canonical.shape, BBOX_MARGIN)
+    try:
+        box = bounding_box(largest_component(small_mask), canonical.shape, BBOX_MARGIN)
+    except ValueError as error:
+        raise VolumeError(f"{where}: no head found: {error}.") from None
     crop = resize_nearest(canonical[box], SHAPE)
     brain = _predict(network, preprocess_input(crop, low, high))
     probability = np.zeros(canonical.shape, dtype="float32")
@@ -177,7 +180,7 @@ def bounding_box(small_mask, shape, margin=BBOX_MARGIN):
         others = tuple(a for a in range(3) if a != axis)
         planes = np.flatnonzero(small_mask.mean(axis=others) > PLANE_FRACTION)
         if planes.size == 0:
-            raise VolumeError("not enough brain in the localiser's mask for a bounding box")
+            raise ValueError("too little brain in the localiser's mask for a bounding box")
         centre.append((planes.max() + 1 + planes.min()) / 2)
         size.append(planes.max() + 1 - planes.min())
     scale = np.asarray(shape, "float32") / np.asarray(small_mask.shape, "float32")
