@@ -35,7 +35,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/ixi50")
     parser.add_argument("--weights", default="ukb")
-    parser.add_argument("--n", type=int, default=None)
+    parser.add_argument("--n", type=int, default=None, help="only the first N heads")
+    parser.add_argument("--skip", type=int, default=0, help="start after the first SKIP heads")
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args()
 
@@ -53,8 +54,7 @@ def main():
     )
 
     table = pd.read_csv(os.path.join(args.data, "participants.tsv"), sep="\t")
-    if args.n:
-        table = table.iloc[: args.n]
+    table = table.iloc[args.skip: args.n]
     preprocessor = Preprocessor.for_weights(args.weights)
     rows = []
     for _, scan in table.iterrows():

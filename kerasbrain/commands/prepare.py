@@ -11,7 +11,6 @@ relative to OUT_DIR, ``tiv_cm3``, ``dice``, ``template_correlation``, ``flags``)
 import argparse
 import os
 import sys
-import tempfile
 import warnings
 
 HELP = "skull-strip and register raw T1 heads to MNI152 for a weight set; QC report"
@@ -107,8 +106,7 @@ def prepare_scans(scans, out_dir, weights="ukb", title=None):
     written = result.copy()
     for key in ("path", "brain", "mask", "transform", "qc"):
         written[key] = [os.path.relpath(p, out_dir) for p in written[key]]
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".csv.part")
-    os.close(fd)
+    tmp = os.path.join(out_dir, TABLE + ".part")
     written.to_csv(tmp, index=False)
     os.replace(tmp, os.path.join(out_dir, TABLE))
     qc.write_report(entries, os.path.join(out_dir, REPORT),

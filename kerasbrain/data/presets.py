@@ -1,7 +1,8 @@
 """Preprocessing presets: what each published weight set was trained on.
 
-kerasbrain does not register or skull-strip images: each preset's ``requires`` says
-what must be done *before* (e.g. with FSL FLIRT, FreeSurfer, FastSurfer, SynthStrip).
+Each preset's ``requires`` says what must be done *before* (e.g. with FSL FLIRT,
+FreeSurfer, FastSurfer, SynthStrip); `kerasbrain.data.prepare` does it from a raw T1 head
+(brain extraction and affine registration to MNI152).
 Presets are keyed by name and by every weight-registry name that uses them.
 """
 

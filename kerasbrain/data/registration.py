@@ -16,7 +16,6 @@ i.e. the pull direction of resampling native -> MNI. Its inverse maps back.
 
 import json
 import os
-import tempfile
 
 import numpy as np
 
@@ -60,9 +59,8 @@ class AffineTransform:
     def save(self, path):
         """Write the JSON file (format ``kerasbrain-affine/1``, see docs/prepare.md)."""
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".json.part")
-        with os.fdopen(fd, "w") as handle:
+        tmp = f"{path}.part"
+        with open(tmp, "w") as handle:
             json.dump(self.to_dict(), handle, indent=1)
         os.replace(tmp, path)
 
