@@ -9,6 +9,8 @@ The model is compiled with each task's loss and metrics; History names them
 can be called again with another optimiser; losses and metrics come from the tasks.
 """
 
+import inspect
+
 import keras
 from keras import ops
 
@@ -147,8 +149,6 @@ class MultiTaskModel(keras.Model):
         the heads only (backbone frozen, ``head_learning_rate``), the rest everything."""
         if not self.two_phase:
             return super().fit(*args, **kwargs)
-        from kerasbrain.transfer.strategies import fit_two_phase
-
         return fit_two_phase(self, super().fit, *args, **kwargs)
 
     def get_config(self):
@@ -198,15 +198,10 @@ def multitask(backbone, tasks, loss_weights=None, dropout=0.5, head_units=None, 
         raise TypeError(f"backbone must be a keras.Model, got {type(backbone).__name__}.")
     if loss_weights is not None and loss_weights != "uncertainty" and not isinstance(loss_weights, dict):
         raise ValueError(f"loss_weights must be None, a dict or 'uncertainty', got {loss_weights!r}.")
-    inputs = keras.Input(shape=backbone.input_shape[1:], name="volume")
     if freeze_backbone:
         backbone.trainable = False
-        features = backbone(inputs, training=False)
-    else:
-        features = backbone(inputs)
-    features = _pool(features, pooling)
-    x = keras.layers.Dropout(dropout, name=HEAD_DROPOUT)(features) if dropout else features
-    outputs = {task.name: task.head(_hidden(x, task, head_units)) for task in tasks}
+    inputs, x = head_inputs(backbone, pooling, dropout, frozen=freeze_backbone)
+    outputs = {task.name: task.head(hidden_layers(x, task, head_units)) for task in tasks}
     if loss_weights == "uncertainty":
         outputs = UncertaintyWeighting([task.name for task in tasks], name=UNCERTAINTY)(outputs)
     model = MultiTaskModel(inputs, outputs, tasks=tasks, name=name)
@@ -242,6 +237,20 @@ def compile_model(model, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
     return model
 
 
+def head_inputs(backbone, pooling="avg", dropout=0.5, frozen=False):
+    """The graph every task head reads: ``(inputs, x)``.
+
+    ``inputs`` is a new ``volume`` input; ``x`` the backbone's features ``(batch, d)``
+    (a 5D map pooled to ``features``) after the shared ``head_dropout``. ``frozen`` calls
+    the backbone in inference mode (BatchNorm statistics untouched, dropout off).
+    """
+    inputs = keras.Input(shape=backbone.input_shape[1:], name="volume")
+    features = backbone(inputs, training=False) if frozen else backbone(inputs)
+    features = _pool(features, pooling)
+    x = keras.layers.Dropout(dropout, name=HEAD_DROPOUT)(features) if dropout else features
+    return inputs, x
+
+
 def _pool(features, pooling):
     if len(features.shape) == 2:
         return features
@@ -254,7 +263,8 @@ def _pool(features, pooling):
     raise ValueError(f"pooling must be 'avg' or 'max' for a 5D backbone output, got {pooling!r}.")
 
 
-def _hidden(x, task, head_units):
+def hidden_layers(x, task, head_units):
+    """``head_units`` (an int or a list) hidden ReLU layers ``<task>_hidden<i>`` on ``x``."""
     if not head_units:
         return x
     units = [head_units] if isinstance(head_units, int) else list(head_units)
@@ -262,3 +272,45 @@ def _hidden(x, task, head_units):
         x = keras.layers.Dense(width, activation="relu", name=f"{task.name}_hidden{i}",
                                dtype="float32")(x)
     return x
+
+
+def fit_two_phase(model, fit, *args, **kwargs):
+    """Run ``fit`` (the bound ``keras.Model.fit``) as heads-only then all-trainable.
+
+    Callbacks are shared by both phases; epochs are numbered continuously and the
+    returned History holds both phases.
+    """
+    bound = inspect.signature(keras.Model.fit).bind(model, *args, **kwargs)
+    arguments = dict(bound.arguments)
+    arguments.pop("self")
+    arguments.update(arguments.pop("kwargs", {}))
+    epochs = arguments.get("epochs", 1)
+    initial_epoch = arguments.get("initial_epoch", 0)
+    plan = model.two_phase
+    head_epochs = plan["head_epochs"]
+    backbone = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    optimizer = model.optimizer
+    history = None
+
+    def recompile(learning_rate):
+        config = {**optimizer.get_config(), "learning_rate": learning_rate}
+        config.pop("name", None)
+        model.compile(optimizer=optimizer.__class__(**config), loss_weights=plan["loss_weights"])
+
+    if initial_epoch < min(head_epochs, epochs):
+        for layer in backbone:
+            layer.trainable = False
+        recompile(plan["head_learning_rate"])
+        history = fit(**{**arguments, "epochs": min(head_epochs, epochs)})
+        for layer in backbone:
+            layer.trainable = True
+        if model.stop_training or epochs <= head_epochs:
+            recompile(plan["learning_rate"])
+            return history
+    recompile(plan["learning_rate"])
+    second = fit(**{**arguments, "initial_epoch": max(initial_epoch, head_epochs)})
+    if history is not None:
+        for key, values in history.history.items():
+            second.history[key] = list(values) + list(second.history.get(key, []))
+        second.epoch = list(history.epoch) + list(second.epoch)
+    return second

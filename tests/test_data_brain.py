@@ -50,9 +50,9 @@ class _Threshold(keras.layers.Layer):
     """Stand-in network: brain probability = sigmoid(200 (x - t)), ``t`` 70% of the way
     from the volume's minimum to its maximum (the synthetic brain is the brightest)."""
 
-    def __init__(self, marks_nothing=False, **kwargs):
+    def __init__(self, marks_nothing=False, unsure=False, **kwargs):
         super().__init__(**kwargs)
-        self.marks_nothing = marks_nothing
+        self.marks_nothing, self.unsure = marks_nothing, unsure
 
     def call(self, x):
         low = keras.ops.min(x, axis=(1, 2, 3, 4), keepdims=True)
@@ -60,12 +60,14 @@ class _Threshold(keras.layers.Layer):
         p = keras.ops.sigmoid(200.0 * (x - (0.3 * low + 0.7 * high)) / (high - low))
         if self.marks_nothing:
             p = p * 0.0
+        if self.unsure:  # 0.6 on the brightest voxels, 0.3 elsewhere
+            p = 0.3 + 0.3 * p
         return keras.ops.concatenate([1.0 - p, p], axis=-1)
 
 
-def oracle(size, marks_nothing=False):
+def oracle(size, marks_nothing=False, unsure=False):
     inputs = keras.Input((size, size, size, 1))
-    return keras.Model(inputs, _Threshold(marks_nothing)(inputs))
+    return keras.Model(inputs, _Threshold(marks_nothing, unsure)(inputs))
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +115,9 @@ def test_bad_input_is_a_clear_error(tmp_path, models):
     with pytest.raises(VolumeError, match="h.nii: no head found: the localiser marks no brain"):
         extract_brain(Volume(head.array, head.affine, "h.nii"),
                       models=(oracle(128, marks_nothing=True), models[1]))
+    with pytest.raises(VolumeError, match=r"h.nii: no head found: the localiser is unsure"):
+        extract_brain(Volume(head.array, head.affine, "h.nii"),
+                      models=(oracle(128, unsure=True), models[1]))
     for name, shape in (("4d.nii.gz", (*SHAPE, 2)), ("2d.nii.gz", SHAPE[:2])):
         path = tmp_path / name
         nib.save(nib.Nifti1Image(np.ones(shape, "float32"), np.eye(4)), path)

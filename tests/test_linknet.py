@@ -168,6 +168,12 @@ def test_preprocess_input_is_deepbets_normalisation():
     np.testing.assert_allclose(out, (y - y.mean()) / y.std(ddof=1) * 0.226 + 0.449, atol=1e-5)
     with pytest.raises(ValueError, match="constant image"):
         linknet.preprocess_input(np.ones((8, 8, 8)))
+    batch = linknet.preprocess_input(np.stack([x, 2 * x])[..., None], "deepbet-bbox")
+    np.testing.assert_allclose(batch[1, ..., 0], out, atol=1e-5)  # per volume, scale-free
+    probabilities = np.stack([0.3 * np.ones((2, 4, 4, 4)), 0.7 * np.ones((2, 4, 4, 4))], -1)
+    probabilities[1, 0, 0, 0] = (0.9, 0.1)
+    masks = linknet.decode_predictions(probabilities)
+    assert masks.shape == (2, 4, 4, 4) and masks.sum() == 2 * 64 - 1
 
 
 # -- deepbet's files: from an installed package, or taken out of its wheel -----------------

@@ -1,5 +1,6 @@
 """The package imports cheaply, exposes its submodules, and the command line answers."""
 
+import os
 import subprocess
 import sys
 
@@ -35,3 +36,23 @@ def test_cli_version_and_help(capsys):
     assert kerasbrain.__version__ in capsys.readouterr().out
     assert cli.main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+@pytest.mark.backend_independent
+def test_cli_starts_without_tensorflow_log_lines(tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "kerasbrain", "predict", str(tmp_path / "scan.nii.gz"),
+         "--model", str(tmp_path / "missing.keras"), "-o", str(tmp_path / "out.csv")],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        f"kerasbrain predict: error: {tmp_path / 'missing.keras'}: no such model file"]
+
+
+@pytest.mark.backend_independent
+def test_cli_reports_a_command_module_that_fails_to_import(monkeypatch):
+    monkeypatch.setitem(cli.COMMANDS, "broken", "kerasbrain.commands.no_such_module")
+    with pytest.raises(ModuleNotFoundError, match="no_such_module"):
+        cli.build_parser()

@@ -90,3 +90,22 @@ def test_learning_curve_bad_input():
     with pytest.raises(ValueError, match="training size 10 exceeds the 4 subjects"):
         kb.transfer.learning_curve((x, labels), [tasks.Binary("high")], [10], strategies=["linear"],
                                    test=(x, labels), backbone=backbone)
+
+
+@pytest.mark.backend_independent
+def test_size_axis_labels_only_the_sizes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from kerasbrain.transfer.learning_curve import size_axis
+
+    figure, axis = plt.subplots()
+    axis.plot([16, 24, 32, 64], [0.6, 0.7, 0.75, 0.8])
+    size_axis(axis, [64, 16, 32, 24])
+    figure.canvas.draw()
+    assert [t.get_text() for t in axis.get_xticklabels()] == ["16", "24", "32", "64"]
+    assert [t.get_text() for t in axis.get_xticklabels(minor=True)] == []
+    assert axis.get_xscale() == "log"
+    plt.close(figure)

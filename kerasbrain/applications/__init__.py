@@ -70,3 +70,23 @@ from kerasbrain.applications import linknet  # noqa: E402
 from kerasbrain.applications.linknet import LinkNet3D  # noqa: E402
 
 __all__ += ["LinkNet3D", "linknet"]
+
+#: the one name -> constructor table: lower-case name (= registry architecture) -> constructor
+CONSTRUCTORS = {name.lower(): globals()[name] for name in __all__ if name[:1].isupper()}
+
+
+def get(name):
+    """The constructor called ``name``, in any case (``"SFCN"``, ``"densenet201"``,
+    ``"ResNet50V2"``); a registry entry's ``architecture`` names one.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+    """
+    constructor = CONSTRUCTORS.get(str(name).lower())
+    if constructor is None:
+        known = sorted(n for n in __all__ if n[:1].isupper())
+        raise ValueError(f"Unknown architecture {name!r}; kerasbrain.applications has: {', '.join(known)}.")
+    return constructor
+
+
+__all__ += ["CONSTRUCTORS", "get"]

@@ -4,6 +4,14 @@ import os
 
 import keras
 
+from kerasbrain.applications._preprocessing import (  # noqa: F401  (the families call them here)
+    as_array,
+    imagenet_decode,
+    imagenet_preprocess,
+    preprocess,
+    preset_preprocess,
+)
+
 
 def obtain_input_shape(
     input_shape, default_shape, min_size, include_top, weights_fixed_shape=False, name="model"
@@ -214,11 +222,32 @@ def resolve_weights(weights, architecture):
     return weights_lib.get_spec(weights, architecture=architecture), None
 
 
-def load_model_weights(model, weights, spec, weights_file, include_top, constructor_2d=None):
+def check_registry_head(spec, include_top, classes, family, default=None):
+    """The one policy for registry weights whose head does not fit the request: a
+    ``classes`` other than the head's (or the constructor's ``default``, meaning "the
+    head's") raises, pointing to ``include_top=False``.
+
+    Returns:
+        the number of classes to build: the head's with registry weights, else ``classes``.
+    """
+    if spec is None or not include_top or "classes" not in spec.config:
+        return classes
+    head = spec.config["classes"]
+    if classes not in (head, default):
+        raise ValueError(
+            f"{family}: weights={spec.key!r} have a head with {head} outputs; got "
+            f"classes={classes}. Use include_top=False to put a new head on the backbone."
+        )
+    return head
+
+
+def load_model_weights(model, weights, spec, weights_file, include_top, constructor_2d=None,
+                       architecture=None, build=None):
     """Load what ``weights`` asks for into a freshly built family model.
 
     ``"imagenet"`` inflates ``constructor_2d``'s 2D ImageNet weights (cached), a registry
-    spec or a file goes through ``kerasbrain.weights.load_weights``.
+    spec or a file goes through ``kerasbrain.weights.load_weights`` (told the model's
+    ``architecture`` and how to ``build`` the model a registry checkpoint converts into).
     """
     if weights == "imagenet":
         from kerasbrain.applications.inflate import load_imagenet
@@ -230,8 +259,24 @@ def load_model_weights(model, weights, spec, weights_file, include_top, construc
         from kerasbrain import weights as weights_lib
 
         weights_lib.load_weights(model, spec if spec is not None else weights_file,
-                                 include_top=include_top)
+                                 include_top=include_top, architecture=architecture, build=build)
     return model
+
+
+def checkpoint_builder(constructor):
+    """``build(architecture, config, include_top)`` for a ``constructor(depth, ...)`` family
+    (DenseNet, ResNet): the model a published checkpoint converts into, input size open."""
+
+    def build(architecture, config, include_top):
+        depth = int("".join(c for c in architecture if c.isdigit()))
+        keys = ("bn_epsilon", "block_layout", "filters", "growth_rate", "stem_filters")
+        kwargs = {k: config[k] for k in keys if k in config}
+        if include_top:
+            kwargs.update(classes=config.get("classes", 1), classifier_activation=None)
+        return constructor(depth, include_top=include_top, weights=None,
+                           input_shape=(None, None, None, 1), **kwargs)
+
+    return build
 
 
 def volume_shape(input_shape, min_size, include_top, name, channels=1):
@@ -241,64 +286,78 @@ def volume_shape(input_shape, min_size, include_top, name, channels=1):
     )
 
 
-#: ImageNet channel statistics of keras.applications' preprocessing modes (RGB order)
-_IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
-_TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
-_TORCH_STD_RGB = (0.229, 0.224, 0.225)
+#: the arguments every keras.applications-style constructor takes, in order
+_STANDARD_ARGS = (("include_top", True), ("weights", None), ("input_tensor", None),
+                  ("input_shape", None), ("pooling", None), ("classes", 1000),
+                  ("classifier_activation", "softmax"))
 
 
-def imagenet_preprocess(x, mode):
-    """keras.applications' ImageNet preprocessing, extended to volumes of any channel count.
+def variant(build, name, doc, args=(), *, default_name, extra_args=(), keywords=(), **fixed):
+    """One variant of a family as a ``keras.applications``-style constructor.
 
-    Expects intensities in ``[0, 255]`` (rescale MRI first, e.g. ``255 * x / x.max()``).
-    With 3 channels (RGB) it equals ``keras.applications.imagenet_utils.preprocess_input``
-    on each depth slice; with other channel counts the per-channel statistics are their
-    mean over R, G, B, matching the first convolution whose RGB kernels were summed.
+    The constructor takes the standard arguments (``include_top`` ... ``name``, in the
+    ``keras.applications`` order; ``extra_args`` are ``(name, default, after)`` pairs
+    placed after the argument ``after``), then the keyword-only family arguments
+    ``keywords`` (``(name, default)`` pairs), and calls
+    ``build(*args, **fixed, **arguments)``.
 
     Args:
-        x: array ``(..., channels)``.
-        mode: ``"caffe"`` (subtract the ImageNet mean, BGR order for 3 channels, no
-            scaling), ``"tf"`` (scale to ``[-1, 1]``) or ``"torch"`` (scale to ``[0, 1]``,
-            then normalise with ImageNet mean and standard deviation).
+        build: the family builder (``ResNet``, ``EfficientNet``...).
+        name: the constructor's name (``"ResNet50"``).
+        doc: its docstring.
+        args: positional arguments of ``build`` fixed by the variant (``depth``...).
+        default_name: the model's default name (``"resnet50"``).
+        fixed: keyword arguments of ``build`` fixed by the variant.
+    """
+    import inspect
 
+    standard = [*_STANDARD_ARGS, ("name", default_name)]
+    for arg, default, after in extra_args:
+        standard.insert([n for n, _ in standard].index(after) + 1, (arg, default))
+    kind = inspect.Parameter
+    signature = inspect.Signature(
+        [kind(n, kind.POSITIONAL_OR_KEYWORD, default=d) for n, d in standard]
+        + [kind(n, kind.KEYWORD_ONLY, default=d) for n, d in keywords])
+
+    def constructor(*call_args, **call_kwargs):
+        bound = signature.bind(*call_args, **call_kwargs)
+        bound.apply_defaults()
+        return build(*args, **fixed, **bound.arguments)
+
+    constructor.__name__ = constructor.__qualname__ = name
+    constructor.__doc__ = doc
+    constructor.__signature__ = signature
+    return constructor
+
+
+def variant_docstring(name, top, arguments="", note="", features="features", size=None):
+    """The docstring of a family variant whose weights inflate 2D ImageNet weights.
+
+    ``top``: what ``include_top`` adds; ``arguments``: the family's own ``Args`` lines
+    (8-space indented); ``note``: a paragraph after ``Args``; ``size``: the 2D model's
+    default image size.
+    """
+    size = f"\n            (The 2D model's default image size is {size}.)" if size else ""
+    note = f"\n    {note}\n" if note else ""
+    return f"""Instantiate the 3D {name} architecture.
+
+    Args:
+        include_top: whether to include {top}.
+        weights: ``None`` (random), ``"imagenet"`` (the 2D {name} ImageNet weights
+            inflated to 3D, cached; with the top the input needs 3 channels), a
+            registry name or the path of a weights file.
+        input_tensor: optional Keras tensor to use as the model input.
+        input_shape: ``(x, y, z, channels)``, every spatial size at least 32. Defaults to
+            ``(160, 192, 160, 1)``.{size}
+        pooling: without the top: ``None`` (5D map), ``"avg"`` or ``"max"``.
+        classes: number of classes of the top.
+        classifier_activation: activation of the top (``None`` for logits).
+{arguments}        remat: rematerialisation (gradient checkpointing: activations recomputed in the
+            backward pass, less memory on full-size volumes for about one more forward
+            pass of compute): ``None``, ``True``/``"full"``, ``"activations"`` or a
+            ``keras.RematScope`` (see ``_common.remat_scope``).
+{note}
     Returns:
-        float32 array of the same shape.
+        A ``keras.Model``: ``(batch, classes)`` with the top, else the map
+        ``(batch, x/32, y/32, z/32, {features})`` or pooled ``(batch, {features})``.
     """
-    import numpy as np
-
-    x = np.asarray(x, dtype="float32")
-    rgb = x.shape[-1] == 3
-    if mode == "tf":
-        return x / 127.5 - 1.0
-    if mode == "caffe":
-        if rgb:
-            x = x[..., ::-1]
-            mean = np.asarray(_IMAGENET_MEAN_RGB[::-1], "float32")
-        else:
-            mean = np.float32(np.mean(_IMAGENET_MEAN_RGB))
-        return x - mean
-    if mode == "torch":
-        mean = np.asarray(_TORCH_MEAN_RGB, "float32")
-        std = np.asarray(_TORCH_STD_RGB, "float32")
-        if not rgb:
-            mean, std = np.float32(mean.mean()), np.float32(std.mean())
-        return (x / 255.0 - mean) / std
-    raise ValueError(f"mode must be 'caffe', 'tf' or 'torch', got {mode!r}.")
-
-
-def imagenet_decode(preds, top=5):
-    """Top ImageNet classes of a 1000-class head (``keras.applications`` decoding).
-
-    Delegates to ``keras.applications.imagenet_utils.decode_predictions``, which downloads
-    the class index once into the Keras cache.
-    """
-    import numpy as np
-
-    preds = np.asarray(preds)
-    if preds.ndim != 2 or preds.shape[1] != 1000:
-        raise ValueError(
-            "decode_predictions: expects the (batch, 1000) output of an ImageNet top, got "
-            f"shape {preds.shape}. Heads trained for other targets are decoded by the task "
-            "that trained them (kerasbrain.tasks)."
-        )
-    return keras.applications.imagenet_utils.decode_predictions(preds, top=top)

@@ -110,21 +110,10 @@ def ConvNeXtBlock(projection_dim, drop_path_rate=0.0, layer_scale_init_value=1e-
 
 
 def ConvNeXt(
-    depths,
-    projection_dims,
-    drop_path_rate=0.0,
-    layer_scale_init_value=1e-6,
-    name="convnext",
-    include_preprocessing=True,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    constructor_2d=None,
-    remat=None,
+    depths, projection_dims, drop_path_rate=0.0, layer_scale_init_value=1e-6, name="convnext",
+    include_preprocessing=True, include_top=True, weights=None, input_tensor=None,
+    input_shape=None, pooling=None, classes=1000, classifier_activation="softmax",
+    constructor_2d=None, remat=None,
 ):
     """Build a 3D ConvNeXt from stage depths and widths (see ``ConvNeXtTiny``)."""
     family = name
@@ -226,63 +215,23 @@ def ConvNeXt(
 def _variant(variant):
     constructor_2d = getattr(keras.applications, f"ConvNeXt{variant.capitalize().replace('large', 'Large')}")
     config = MODEL_CONFIGS[variant]
+    name = constructor_2d.__name__
+    return _common.variant(
+        ConvNeXt, name, _common.variant_docstring(
+            name, f"global average pooling, LayerNorm and the dense classifier "
+            f"(``convnext_{variant}_head_*``); a final LayerNorm follows the pooling in every "
+            "case, as in Keras",
+            "        include_preprocessing: whether the model normalises its inputs (``[0, 255]``\n"
+            "            in) with ImageNet statistics.\n"
+            "        name: model name and layer-name prefix (keep the default for ImageNet weights).\n"
+            "        drop_path_rate: stochastic depth rate of the last block (linear from 0).\n",
+            features="width"),
+        (config["depths"], config["projection_dims"]), default_name=f"convnext_{variant}",
+        extra_args=(("include_preprocessing", True, "include_top"),),
+        keywords=(("drop_path_rate", 0.0), ("remat", None)),
+        layer_scale_init_value=1e-6, constructor_2d=constructor_2d,
+    )
 
-    def constructor(
-        include_top=True,
-        include_preprocessing=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=f"convnext_{variant}",
-        *,
-        drop_path_rate=0.0,
-        remat=None,
-    ):
-        return ConvNeXt(
-            config["depths"], config["projection_dims"],
-            drop_path_rate=drop_path_rate, layer_scale_init_value=1e-6, name=name,
-            include_preprocessing=include_preprocessing, include_top=include_top,
-            weights=weights, input_tensor=input_tensor, input_shape=input_shape,
-            pooling=pooling, classes=classes, classifier_activation=classifier_activation,
-            constructor_2d=constructor_2d, remat=remat,
-        )
-
-    constructor.__name__ = constructor.__qualname__ = constructor_2d.__name__
-    constructor.__doc__ = BASE_DOCSTRING.format(name=constructor_2d.__name__, variant=variant)
-    return constructor
-
-
-BASE_DOCSTRING = """Instantiate the 3D {name} architecture.
-
-    Args:
-        include_top: whether to include global average pooling, LayerNorm and the dense
-            classifier (``convnext_{variant}_head_*``).
-        include_preprocessing: whether the model normalises its inputs (``[0, 255]`` in)
-            with ImageNet statistics.
-        weights: ``None`` (random), ``"imagenet"`` (the 2D {name} ImageNet-1k weights
-            inflated to 3D, cached; with the top the input needs 3 channels), a registry
-            name or the path of a weights file.
-        input_tensor: optional Keras tensor to use as the model input.
-        input_shape: ``(x, y, z, channels)``, every spatial size at least 32. Defaults to
-            ``(160, 192, 160, 1)``.
-        pooling: without the top: ``None`` (5D map), ``"avg"`` or ``"max"``; a final
-            LayerNorm follows in every case, as in Keras.
-        classes: number of classes of the top.
-        classifier_activation: activation of the top (``None`` for logits).
-        name: model name and layer-name prefix (keep the default for ImageNet weights).
-        drop_path_rate: stochastic depth rate of the last block (linear from 0).
-        remat: rematerialisation (gradient checkpointing: activations recomputed in the
-            backward pass, less memory on full-size volumes for about one more forward
-            pass of compute): ``None``, ``True``/``"full"``, ``"activations"`` or a
-            ``keras.RematScope`` (see ``_common.remat_scope``).
-
-    Returns:
-        A ``keras.Model``: ``(batch, classes)`` with the top, else the map
-        ``(batch, x/32, y/32, z/32, width)`` or pooled ``(batch, width)``.
-    """
 
 ConvNeXtTiny = _variant("tiny")
 ConvNeXtSmall = _variant("small")
@@ -291,14 +240,11 @@ ConvNeXtLarge = _variant("large")
 ConvNeXtXLarge = _variant("xlarge")
 
 
-def preprocess_input(x, data_format=None):
-    """The identity: with ``include_preprocessing=True`` the model normalises its inputs.
+def preprocess_input(x, weights="imagenet"):
+    """Scale volumes (array or backend tensor) for ``weights``: ``"imagenet"``: nothing, the
+    model scales its own inputs (intensities in ``[0, 255]``); a registry or preset name:
+    its preset's scaling. Returns float32."""
+    return _common.preprocess(x, weights, None)
 
-    Kept for ``keras.applications`` compatibility; ``data_format`` is ignored.
-    """
-    return x
 
-
-def decode_predictions(preds, top=5):
-    """Top-``top`` ImageNet classes of a 1000-class ImageNet head (keras' decoding)."""
-    return _common.imagenet_decode(preds, top=top)
+decode_predictions = _common.imagenet_decode

@@ -50,20 +50,9 @@ def _keras_2d(depth):
 
 
 def DenseNet(
-    blocks,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="densenet",
-    *,
-    growth_rate=32,
-    stem_filters=64,
-    bn_epsilon=None,
-    remat=None,
+    blocks, include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+    classes=1000, classifier_activation="softmax", name="densenet", *, growth_rate=32,
+    stem_filters=64, bn_epsilon=None, remat=None,
 ):
     """Instantiate a 3D DenseNet.
 
@@ -101,8 +90,8 @@ def DenseNet(
     config = dict(spec.config) if spec is not None else {}
     if bn_epsilon is None:
         bn_epsilon = config.get("bn_epsilon", BN_EPSILON)
-    if spec is not None and "classes" in config and include_top:
-        classes = config["classes"]
+    classes = _common.check_registry_head(spec, include_top, classes, family, default=1000)
+    if spec is not None and include_top:
         classifier_activation = config.get("classifier_activation", classifier_activation)
     input_shape = _common.volume_shape(input_shape, MIN_SIZE, include_top, family)
     if weights == "imagenet" and (growth_rate, stem_filters) != (32, 64):
@@ -134,7 +123,9 @@ def DenseNet(
             x = keras.layers.Rescaling(config["output_scale"], name="years")(x)
     model = keras.Model(_common.model_inputs_for(input_tensor, inputs), x, name=name)
     return _common.load_model_weights(
-        model, weights, spec, weights_file, include_top, _keras_2d(depth) if depth else None
+        model, weights, spec, weights_file, include_top, _keras_2d(depth) if depth else None,
+        architecture=f"densenet{depth}" if depth else "densenet",
+        build=_common.checkpoint_builder(DenseNet),
     )
 
 
@@ -169,34 +160,14 @@ def conv_block(x, growth_rate, name, bn_epsilon=BN_EPSILON):
 
 
 def _constructor(depth):
-    def constructor(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=f"densenet{depth}",
-        *,
-        growth_rate=32,
-        stem_filters=64,
-        bn_epsilon=None,
-        remat=None,
-    ):
-        return DenseNet(
-            depth, include_top, weights, input_tensor, input_shape, pooling, classes,
-            classifier_activation, name, growth_rate=growth_rate,
-            stem_filters=stem_filters, bn_epsilon=bn_epsilon, remat=remat,
-        )
-
-    constructor.__name__ = constructor.__qualname__ = f"DenseNet{depth}"
-    constructor.__doc__ = (
+    return _common.variant(
+        DenseNet, f"DenseNet{depth}",
         f"Instantiate the 3D DenseNet{depth} (dense blocks {BLOCKS[depth]}); "
         "``weights='imagenet'`` inflates keras.applications' 2D weights.\n\n"
-        "    Arguments as ``DenseNet`` without ``blocks``."
+        "    Arguments as ``DenseNet`` without ``blocks``.",
+        (depth,), default_name=f"densenet{depth}",
+        keywords=(("growth_rate", 32), ("stem_filters", 64), ("bn_epsilon", None), ("remat", None)),
     )
-    return constructor
 
 
 DenseNet121 = _constructor(121)
@@ -205,28 +176,14 @@ DenseNet201 = _constructor(201)
 
 
 def preprocess_input(x, weights="imagenet"):
-    """Scale volumes the way the weights expect.
+    """Scale volumes (array or backend tensor) the way the weights expect.
 
     ``"imagenet"``: intensities in ``[0, 255]`` scaled to ``[0, 1]`` and normalised with
     the ImageNet mean and standard deviation (keras' ``"torch"`` mode; the means over
-    R, G, B for non-RGB volumes). ``"synthba-g"``/``"synthba-u"``: each volume min-max
-    scaled to ``[0, 1]``.
+    R, G, B for non-RGB volumes). A registry name (``"synthba-g"``/``"synthba-u"``): its
+    preset's scaling, each volume min-max scaled to ``[0, 1]``.
     """
-    if weights == "imagenet":
-        return _common.imagenet_preprocess(x, "torch")
-    if str(weights).startswith("synthba"):
-        import numpy as np
-
-        x = np.asarray(x, dtype="float32")
-        axes = tuple(range(x.ndim - 4, x.ndim))
-        low = x.min(axis=axes, keepdims=True)
-        span = x.max(axis=axes, keepdims=True) - low
-        return (x - low) / np.where(span > 0, span, 1.0)
-    raise ValueError(
-        f"preprocess_input: weights must be 'imagenet', 'synthba-g' or 'synthba-u', got {weights!r}."
-    )
+    return _common.preprocess(x, weights, "torch")
 
 
-def decode_predictions(preds, top=5):
-    """Top-``top`` ImageNet classes of a 1000-class ImageNet head (keras' decoding)."""
-    return _common.imagenet_decode(preds, top=top)
+decode_predictions = _common.imagenet_decode

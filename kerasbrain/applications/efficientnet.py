@@ -25,7 +25,6 @@ from kerasbrain.applications import _common
 from kerasbrain.layers import DepthwiseConv3D
 
 MIN_SIZE = 32  # five stride-2 stages
-DEFAULT_INPUT_SHAPE = (160, 192, 160, 1)
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 
 # kernel_size, repeats, filters_in, filters_out, expand_ratio, strides (se_ratio 0.25,
@@ -67,23 +66,10 @@ DENSE_KERNEL_INITIALIZER = {
 
 
 def EfficientNet(
-    width_coefficient,
-    depth_coefficient,
-    dropout_rate=0.2,
-    drop_connect_rate=0.2,
-    depth_divisor=8,
-    activation="swish",
-    blocks_args="default",
-    name="efficientnet",
-    include_top=True,
-    weights="imagenet",
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    constructor_2d=None,
-    remat=None,
+    width_coefficient, depth_coefficient, dropout_rate=0.2, drop_connect_rate=0.2,
+    depth_divisor=8, activation="swish", blocks_args="default", name="efficientnet",
+    include_top=True, weights="imagenet", input_tensor=None, input_shape=None, pooling=None,
+    classes=1000, classifier_activation="softmax", constructor_2d=None, remat=None,
 ):
     """Build a 3D EfficientNet from scaling coefficients (see ``EfficientNetB0``)."""
     if blocks_args == "default":
@@ -171,17 +157,8 @@ def EfficientNet(
 
 
 def block(
-    inputs,
-    activation="swish",
-    drop_rate=0.0,
-    name="",
-    filters_in=32,
-    filters_out=16,
-    kernel_size=3,
-    strides=1,
-    expand_ratio=1,
-    se_ratio=0.0,
-    id_skip=True,
+    inputs, activation="swish", drop_rate=0.0, name="", filters_in=32, filters_out=16,
+    kernel_size=3, strides=1, expand_ratio=1, se_ratio=0.0, id_skip=True,
 ):
     """MBConv: expand (1x1x1) -> depthwise -> squeeze-excite -> project, residual."""
     filters = filters_in * expand_ratio
@@ -238,63 +215,18 @@ def block(
 
 
 def _variant(variant):
-    width, depth, _, dropout = VARIANTS[variant]
-    constructor_2d = getattr(keras.applications, f"EfficientNet{variant.upper()}")
-
-    def constructor(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=f"efficientnet{variant}",
-        *,
-        remat=None,
-    ):
-        return EfficientNet(
-            width, depth, dropout,
-            name=name, include_top=include_top, weights=weights,
-            input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
-            classes=classes, classifier_activation=classifier_activation,
-            constructor_2d=constructor_2d, remat=remat,
-        )
-
-    constructor.__name__ = constructor.__qualname__ = f"EfficientNet{variant.upper()}"
-    constructor.__doc__ = BASE_DOCSTRING.format(
-        name=constructor.__name__, size=VARIANTS[variant][2]
+    width, depth, size, dropout = VARIANTS[variant]
+    name = f"EfficientNet{variant.upper()}"
+    return _common.variant(
+        EfficientNet, name, _common.variant_docstring(
+            name, "global average pooling, dropout and the dense classifier",
+            "        name: model name.\n",
+            "The model includes its input scaling and expects intensities in ``[0, 255]``.",
+            size=size), (width, depth, dropout),
+        default_name=f"efficientnet{variant}", keywords=(("remat", None),),
+        constructor_2d=getattr(keras.applications, name),
     )
-    return constructor
 
-
-BASE_DOCSTRING = """Instantiate the 3D {name} architecture.
-
-    Args:
-        include_top: whether to include global average pooling, dropout and the dense
-            classifier.
-        weights: ``None`` (random), ``"imagenet"`` (the 2D {name} ImageNet weights
-            inflated to 3D, cached; with the top the input needs 3 channels), a
-            registry name or the path of a weights file.
-        input_tensor: optional Keras tensor to use as the model input.
-        input_shape: ``(x, y, z, channels)``, every spatial size at least 32. Defaults to
-            ``(160, 192, 160, 1)``.
-            (The 2D model's default image size is {size}.)
-        pooling: without the top: ``None`` (5D map), ``"avg"`` or ``"max"``.
-        classes: number of classes of the top.
-        classifier_activation: activation of the top (``None`` for logits).
-        name: model name.
-        remat: rematerialisation (gradient checkpointing: activations recomputed in the
-            backward pass, less memory on full-size volumes for about one more forward
-            pass of compute): ``None``, ``True``/``"full"``, ``"activations"`` or a
-            ``keras.RematScope`` (see ``_common.remat_scope``).
-
-    The model includes its input scaling and expects intensities in ``[0, 255]``.
-
-    Returns:
-        A ``keras.Model``: ``(batch, classes)`` with the top, else the map
-        ``(batch, x/32, y/32, z/32, features)`` or pooled ``(batch, features)``.
-    """
 
 EfficientNetB0 = _variant("b0")
 EfficientNetB1 = _variant("b1")
@@ -306,14 +238,11 @@ EfficientNetB6 = _variant("b6")
 EfficientNetB7 = _variant("b7")
 
 
-def preprocess_input(x, data_format=None):
-    """The identity: EfficientNet models scale their inputs themselves (``[0, 255]`` in).
+def preprocess_input(x, weights="imagenet"):
+    """Scale volumes (array or backend tensor) for ``weights``: ``"imagenet"``: nothing, the
+    model scales its own inputs (intensities in ``[0, 255]``); a registry or preset name:
+    its preset's scaling. Returns float32."""
+    return _common.preprocess(x, weights, None)
 
-    Kept for ``keras.applications`` compatibility; ``data_format`` is ignored.
-    """
-    return x
 
-
-def decode_predictions(preds, top=5):
-    """ImageNet decoding of a 1000-class top (``keras.applications`` semantics)."""
-    return keras.applications.efficientnet.decode_predictions(preds, top=top)
+decode_predictions = _common.imagenet_decode

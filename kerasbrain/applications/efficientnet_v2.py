@@ -23,7 +23,6 @@ from kerasbrain.applications import _common
 from kerasbrain.layers import DepthwiseConv3D
 
 MIN_SIZE = 32  # five stride-2 stages
-DEFAULT_INPUT_SHAPE = (160, 192, 160, 1)
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 
@@ -204,25 +203,11 @@ def _squeeze_excite(x, input_filters, filters, se_ratio, activation, name):
 
 
 def EfficientNetV2(
-    width_coefficient,
-    depth_coefficient,
-    dropout_rate=0.2,
-    drop_connect_rate=0.2,
-    depth_divisor=8,
-    min_depth=8,
-    bn_momentum=0.9,
-    activation="swish",
-    blocks_args="efficientnetv2-b0",
-    name="efficientnetv2",
-    include_top=True,
-    weights="imagenet",
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=True,
-    constructor_2d=None,
+    width_coefficient, depth_coefficient, dropout_rate=0.2, drop_connect_rate=0.2,
+    depth_divisor=8, min_depth=8, bn_momentum=0.9, activation="swish",
+    blocks_args="efficientnetv2-b0", name="efficientnetv2", include_top=True,
+    weights="imagenet", input_tensor=None, input_shape=None, pooling=None, classes=1000,
+    classifier_activation="softmax", include_preprocessing=True, constructor_2d=None,
     remat=None,
 ):
     """Build a 3D EfficientNetV2 from scaling coefficients (see ``EfficientNetV2B0``).
@@ -324,61 +309,17 @@ def EfficientNetV2(
 
 def _variant(suffix):
     table, width, depth, size = VARIANTS[suffix]
-    constructor_2d = getattr(keras.applications, f"EfficientNetV2{suffix}")
+    name = f"EfficientNetV2{suffix}"
+    return _common.variant(
+        EfficientNetV2, name, _common.variant_docstring(
+            name, "global average pooling, dropout and the dense classifier",
+            "        include_preprocessing: whether the model scales its inputs (``[0, 255]`` in).\n"
+            "        name: model name.\n", size=size), (width, depth),
+        default_name=table, extra_args=(("include_preprocessing", True, "classifier_activation"),),
+        keywords=(("remat", None),), blocks_args=table,
+        constructor_2d=getattr(keras.applications, name),
+    )
 
-    def constructor(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        include_preprocessing=True,
-        name=table,
-        *,
-        remat=None,
-    ):
-        return EfficientNetV2(
-            width, depth,
-            blocks_args=table, name=name, include_top=include_top, weights=weights,
-            input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
-            classes=classes, classifier_activation=classifier_activation,
-            include_preprocessing=include_preprocessing,
-            constructor_2d=constructor_2d, remat=remat,
-        )
-
-    constructor.__name__ = constructor.__qualname__ = f"EfficientNetV2{suffix}"
-    constructor.__doc__ = BASE_DOCSTRING.format(name=constructor.__name__, size=size)
-    return constructor
-
-
-BASE_DOCSTRING = """Instantiate the 3D {name} architecture.
-
-    Args:
-        include_top: whether to include global average pooling, dropout and the dense
-            classifier.
-        weights: ``None`` (random), ``"imagenet"`` (the 2D {name} ImageNet weights
-            inflated to 3D, cached; with the top the input needs 3 channels), a
-            registry name or the path of a weights file.
-        input_tensor: optional Keras tensor to use as the model input.
-        input_shape: ``(x, y, z, channels)``, every spatial size at least 32. Defaults to
-            ``(160, 192, 160, 1)``.
-            (The 2D model's default image size is {size}.)
-        pooling: without the top: ``None`` (5D map), ``"avg"`` or ``"max"``.
-        classes: number of classes of the top.
-        classifier_activation: activation of the top (``None`` for logits).
-        include_preprocessing: whether the model scales its inputs (``[0, 255]`` in).
-        name: model name.
-        remat: rematerialisation (gradient checkpointing: activations recomputed in the
-            backward pass, less memory on full-size volumes for about one more forward
-            pass of compute): ``None``, ``True``/``"full"``, ``"activations"`` or a
-            ``keras.RematScope`` (see ``_common.remat_scope``).
-
-    Returns:
-        A ``keras.Model``: ``(batch, classes)`` with the top, else the map
-        ``(batch, x/32, y/32, z/32, features)`` or pooled ``(batch, features)``.
-    """
 
 EfficientNetV2B0 = _variant("B0")
 EfficientNetV2B1 = _variant("B1")
@@ -389,14 +330,11 @@ EfficientNetV2M = _variant("M")
 EfficientNetV2L = _variant("L")
 
 
-def preprocess_input(x, data_format=None):
-    """The identity: with ``include_preprocessing=True`` the model scales its inputs.
+def preprocess_input(x, weights="imagenet"):
+    """Scale volumes (array or backend tensor) for ``weights``: ``"imagenet"``: nothing, the
+    model scales its own inputs (intensities in ``[0, 255]``); a registry or preset name:
+    its preset's scaling. Returns float32."""
+    return _common.preprocess(x, weights, None)
 
-    Kept for ``keras.applications`` compatibility; ``data_format`` is ignored.
-    """
-    return x
 
-
-def decode_predictions(preds, top=5):
-    """ImageNet decoding of a 1000-class top (``keras.applications`` semantics)."""
-    return keras.applications.efficientnet_v2.decode_predictions(preds, top=top)
+decode_predictions = _common.imagenet_decode

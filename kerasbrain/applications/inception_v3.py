@@ -41,16 +41,8 @@ def _avg_pool_same(x):
 
 
 def InceptionV3(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="inception_v3",
-    *,
-    remat=None,
+    include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+    classes=1000, classifier_activation="softmax", name="inception_v3", *, remat=None,
 ):
     """Instantiate the 3D Inception v3.
 
@@ -145,11 +137,11 @@ def InceptionV3(
     )
 
 
-def preprocess_input(x):
-    """Intensities in ``[0, 255]`` scaled to ``[-1, 1]`` (keras' ``"tf"`` mode)."""
-    return _common.imagenet_preprocess(x, "tf")
+def preprocess_input(x, weights="imagenet"):
+    """Scale volumes (array or backend tensor ``(..., x, y, z, channels)``) for ``weights``:
+    ``"imagenet"``: intensities in ``[0, 255]`` scaled to ``[-1, 1]`` (keras' ``"tf"``
+    mode, ``x / 127.5 - 1``); a registry or preset name: its preset's scaling."""
+    return _common.preprocess(x, weights, "tf")
 
 
-def decode_predictions(preds, top=5):
-    """Top-``top`` ImageNet classes of a 1000-class ImageNet head (keras' decoding)."""
-    return _common.imagenet_decode(preds, top=top)
+decode_predictions = _common.imagenet_decode

@@ -31,6 +31,8 @@ import re
 
 import numpy as np
 
+from kerasbrain.files import atomic_write
+
 MODES = ("repeat", "centre")
 
 
@@ -206,12 +208,6 @@ def load_imagenet(model_3d, constructor_2d, include_top=False, mode="repeat"):
         return model_3d
     model_2d = constructor_2d(include_top=include_top, weights="imagenet")
     inflate(model_2d, model_3d, mode=mode)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    partial = f"{path[: -len('.weights.h5')]}.partial-{os.getpid()}.weights.h5"
-    try:
-        model_3d.save_weights(partial)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+    with atomic_write(path) as tmp:
+        model_3d.save_weights(tmp)
     return model_3d

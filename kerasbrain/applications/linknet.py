@@ -319,20 +319,27 @@ def _assign(model, root, expected, source):
         layer.set_weights(values)
 
 
-def preprocess_input(x, low=None, high=None):
-    """deepbet's intensity normalisation of one volume (NaNs count as 0).
+def preprocess_input(x, weights="deepbet", low=None, high=None):
+    """deepbet's intensity normalisation, per volume (NaNs count as 0).
 
     ``clip((x - low) / (high - low), 0, 1)``, z-scored over the whole volume (sample
     standard deviation), then ``* 0.226 + 0.449``.
 
     Args:
-        x: array ``(x, y, z)`` or ``(x, y, z, 1)`` of raw intensities.
-        low, high: intensity window; default the 0.5 and 99.5 percentiles of ``x``.
+        x: array or backend tensor ``(x, y, z)``, ``(x, y, z, 1)`` or
+            ``(batch, x, y, z, 1)`` of raw intensities.
+        weights: ``"deepbet"`` or ``"deepbet-bbox"`` (both normalise alike).
+        low, high: intensity window; default the 0.5 and 99.5 percentiles of each volume.
 
     Returns:
-        float32 array of the same shape.
+        float32 numpy array of the same shape.
     """
-    x = np.nan_to_num(np.asarray(x, dtype="float32"))
+    if weights not in ("deepbet", "deepbet-bbox"):
+        raise ValueError(f"preprocess_input: weights must be 'deepbet' or 'deepbet-bbox', "
+                         f"got {weights!r}.")
+    x = np.nan_to_num(np.asarray(keras.ops.convert_to_numpy(x), dtype="float32"))
+    if x.ndim == 5:
+        return np.stack([preprocess_input(v, weights, low, high) for v in x])
     if low is None or high is None:
         low, high = np.quantile(x, (0.005, 0.995))
     if not high > low:
@@ -343,3 +350,13 @@ def preprocess_input(x, low=None, high=None):
     if not std > 0:
         raise ValueError("preprocess_input: the image has no contrast after windowing.")
     return ((x - x.mean()) / std * NORMALIZED_STD + NORMALIZED_MEAN).astype("float32")
+
+
+def decode_predictions(preds, threshold=0.5):
+    """Brain masks from LinkNet3D outputs: ``(batch, x, y, z, 2)`` -> boolean
+    ``(batch, x, y, z)``, brain where its probability exceeds ``threshold``."""
+    preds = np.asarray(keras.ops.convert_to_numpy(preds))
+    if preds.ndim != 5 or preds.shape[-1] != 2:
+        raise ValueError(f"decode_predictions: expects (batch, x, y, z, 2) probabilities, "
+                         f"got shape {preds.shape}.")
+    return preds[..., 1] > threshold

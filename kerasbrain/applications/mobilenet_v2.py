@@ -16,22 +16,12 @@ from kerasbrain.applications import _common
 from kerasbrain.layers import DepthwiseConv3D
 
 MIN_SIZE = 32  # five stride-2 stages
-DEFAULT_INPUT_SHAPE = (160, 192, 160, 1)
 IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 
 
 def MobileNetV2(
-    input_shape=None,
-    alpha=1.0,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-    *,
-    remat=None,
+    input_shape=None, alpha=1.0, include_top=True, weights=None, input_tensor=None,
+    pooling=None, classes=1000, classifier_activation="softmax", name=None, *, remat=None,
 ):
     """Instantiate the 3D MobileNetV2 architecture.
 
@@ -165,20 +155,11 @@ def _make_divisible(v, divisor, min_value=None):
     return new_v
 
 
-def preprocess_input(x, data_format=None):
-    """Intensities in ``[0, 255]`` scaled to ``[-1, 1]`` (``x / 127.5 - 1``), as the 2D model.
-
-    Args:
-        x: volume(s) ``(..., x, y, z, channels)``, intensities already mapped to
-            ``[0, 255]`` (e.g. ``255 * x / x.max()``).
-        data_format: accepted for ``keras.applications`` compatibility (channels-last).
-
-    Returns:
-        float32 array of the same shape.
-    """
-    return _common.imagenet_preprocess(x, "tf")
+def preprocess_input(x, weights="imagenet"):
+    """Scale volumes (array or backend tensor ``(..., x, y, z, channels)``) for ``weights``:
+    ``"imagenet"``: intensities in ``[0, 255]`` scaled to ``[-1, 1]`` (keras' ``"tf"``
+    mode, ``x / 127.5 - 1``); a registry or preset name: its preset's scaling."""
+    return _common.preprocess(x, weights, "tf")
 
 
-def decode_predictions(preds, top=5):
-    """Top-``top`` ImageNet classes of a 1000-class ImageNet head (keras' decoding)."""
-    return _common.imagenet_decode(preds, top=top)
+decode_predictions = _common.imagenet_decode

@@ -39,7 +39,6 @@ lowers training memory for full-size volumes at the price of a second forward pa
 """
 
 import keras
-import numpy as np
 
 from kerasbrain.applications import _common
 from kerasbrain.layers.conv import FastConv3D
@@ -71,20 +70,9 @@ def _keras_2d(depth):
 
 
 def ResNet(
-    depth,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-    *,
-    block_layout=None,
-    filters=64,
-    bn_epsilon=None,
-    remat=None,
+    depth, include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+    classes=1000, classifier_activation="softmax", name=None, *, block_layout=None, filters=64,
+    bn_epsilon=None, remat=None,
 ):
     """Instantiate a 3D ResNet of the given depth (10, 18, 34, 50, 101, 152 or 200).
 
@@ -174,7 +162,8 @@ def ResNet(
         x = _common.classifier_top(x, include_top, pooling, classes, classifier_activation)
     model = keras.Model(_common.model_inputs_for(input_tensor, inputs), x, name=name)
     return _common.load_model_weights(
-        model, weights, spec, weights_file, include_top, constructor_2d
+        model, weights, spec, weights_file, include_top, constructor_2d,
+        architecture=f"resnet{depth}", build=_common.checkpoint_builder(ResNet),
     )
 
 
@@ -244,36 +233,16 @@ def bottleneck_block(x, filters, stride, name, bn_epsilon, torch_layout=False):
 
 
 def _constructor(depth):
-    def constructor(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=f"resnet{depth}",
-        *,
-        block_layout=None,
-        filters=64,
-        bn_epsilon=None,
-        remat=None,
-    ):
-        return ResNet(
-            depth, include_top, weights, input_tensor, input_shape, pooling, classes,
-            classifier_activation, name, block_layout=block_layout, filters=filters,
-            bn_epsilon=bn_epsilon, remat=remat,
-        )
-
     imagenet = "; ``weights='imagenet'`` inflates keras.applications' 2D weights" if (
         _keras_2d(depth) is not None) else (
         f"; no ImageNet weights (keras.applications has no 2D ResNet{depth})")
-    constructor.__name__ = constructor.__qualname__ = f"ResNet{depth}"
-    constructor.__doc__ = (
-        f"Instantiate the 3D ResNet{depth} ({DEPTHS[depth][0]} blocks "
-        f"{DEPTHS[depth][1]}){imagenet}.\n\n    Arguments as ``ResNet`` without ``depth``."
+    return _common.variant(
+        ResNet, f"ResNet{depth}",
+        f"Instantiate the 3D ResNet{depth} ({DEPTHS[depth][0]} blocks {DEPTHS[depth][1]})"
+        f"{imagenet}.\n\n    Arguments as ``ResNet`` without ``depth``.",
+        (depth,), default_name=f"resnet{depth}",
+        keywords=(("block_layout", None), ("filters", 64), ("bn_epsilon", None), ("remat", None)),
     )
-    return constructor
 
 
 ResNet10 = _constructor(10)
@@ -289,37 +258,17 @@ def preprocess_input(x, weights="imagenet"):
     """Scale volumes the way the weights expect.
 
     Args:
-        x: array ``(..., x, y, z, channels)``.
+        x: array or backend tensor ``(..., x, y, z, channels)``.
         weights: ``"imagenet"``: intensities in ``[0, 255]`` minus the ImageNet mean
             (keras' ``"caffe"`` mode; BGR order for 3 channels, the mean over R, G, B
-            otherwise). ``"medicalnet"``: each volume standardised to zero mean and unit
-            standard deviation over its non-zero voxels (background stays 0), as MedicalNet
-            was trained.
+            otherwise). A registry name (``"medicalnet"``): its preset's scaling, for
+            MedicalNet each volume standardised to zero mean and unit standard deviation
+            over its non-zero voxels (background stays 0).
 
     Returns:
         float32 array of the same shape.
     """
-    if weights == "imagenet":
-        return _common.imagenet_preprocess(x, "caffe")
-    if weights == "medicalnet":
-        return _nonzero_zscore(x)
-    raise ValueError(f"preprocess_input: weights must be 'imagenet' or 'medicalnet', got {weights!r}.")
+    return _common.preprocess(x, weights, "caffe")
 
 
-def _nonzero_zscore(x):
-    x = np.asarray(x, dtype="float32")
-    batch = x if x.ndim == 5 else x[None]
-    out = np.zeros_like(batch)
-    for i, volume in enumerate(batch):
-        mask = volume != 0
-        if not mask.any():
-            continue
-        values = volume[mask]
-        std = values.std()
-        out[i][mask] = (values - values.mean()) / (std if std > 0 else 1.0)
-    return out if x.ndim == 5 else out[0]
-
-
-def decode_predictions(preds, top=5):
-    """Top-``top`` ImageNet classes of a 1000-class ImageNet head (keras' decoding)."""
-    return _common.imagenet_decode(preds, top=top)
+decode_predictions = _common.imagenet_decode

@@ -32,19 +32,9 @@ def _keras_2d(depth):
 
 
 def ResNetV2(
-    depth,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-    *,
-    filters=64,
-    bn_epsilon=BN_EPSILON,
-    remat=None,
+    depth, include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+    classes=1000, classifier_activation="softmax", name=None, *, filters=64,
+    bn_epsilon=BN_EPSILON, remat=None,
 ):
     """Instantiate a 3D pre-activation ResNet (depth 50, 101 or 152).
 
@@ -122,32 +112,14 @@ def preact_block(x, filters, stride, conv_shortcut, name, bn_epsilon=BN_EPSILON)
 
 
 def _constructor(depth):
-    def constructor(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=f"resnet{depth}v2",
-        *,
-        filters=64,
-        bn_epsilon=BN_EPSILON,
-        remat=None,
-    ):
-        return ResNetV2(
-            depth, include_top, weights, input_tensor, input_shape, pooling, classes,
-            classifier_activation, name, filters=filters, bn_epsilon=bn_epsilon, remat=remat,
-        )
-
-    constructor.__name__ = constructor.__qualname__ = f"ResNet{depth}V2"
-    constructor.__doc__ = (
+    return _common.variant(
+        ResNetV2, f"ResNet{depth}V2",
         f"Instantiate the 3D ResNet{depth}V2 (blocks {DEPTHS[depth]}); "
         "``weights='imagenet'`` inflates keras.applications' 2D weights.\n\n"
-        "    Arguments as ``ResNetV2`` without ``depth``."
+        "    Arguments as ``ResNetV2`` without ``depth``.",
+        (depth,), default_name=f"resnet{depth}v2",
+        keywords=(("filters", 64), ("bn_epsilon", BN_EPSILON), ("remat", None)),
     )
-    return constructor
 
 
 ResNet50V2 = _constructor(50)
@@ -155,11 +127,11 @@ ResNet101V2 = _constructor(101)
 ResNet152V2 = _constructor(152)
 
 
-def preprocess_input(x):
-    """Intensities in ``[0, 255]`` scaled to ``[-1, 1]`` (keras' ``"tf"`` mode)."""
-    return _common.imagenet_preprocess(x, "tf")
+def preprocess_input(x, weights="imagenet"):
+    """Scale volumes (array or backend tensor ``(..., x, y, z, channels)``) for ``weights``:
+    ``"imagenet"``: intensities in ``[0, 255]`` scaled to ``[-1, 1]`` (keras' ``"tf"``
+    mode, ``x / 127.5 - 1``); a registry or preset name: its preset's scaling."""
+    return _common.preprocess(x, weights, "tf")
 
 
-def decode_predictions(preds, top=5):
-    """Top-``top`` ImageNet classes of a 1000-class ImageNet head (keras' decoding)."""
-    return _common.imagenet_decode(preds, top=top)
+decode_predictions = _common.imagenet_decode

@@ -18,37 +18,21 @@ import numpy as np
 
 from kerasbrain.applications import _common
 from kerasbrain.layers.pooling import FastMaxPooling3D
+from kerasbrain.weights.presets import MULTITASK_TASKS
 
 DEFAULT_FILTERS = (32, 64, 128, 256, 256, 64)
 DEFAULT_INPUT_SHAPE = (160, 192, 160, 1)
 MIN_SIZE = 32  # five 2x poolings
 HEADS = ("soft_classification", "categorical", "regression", "ranking", "binary", "multitask")
 #: pyment v4's multi-task outputs and their activations (``head="multitask"``)
-MULTITASK_ACTIVATIONS = {
-    "age": None,
-    "sex": "sigmoid",
-    "handedness": "sigmoid",
-    "bmi": None,
-    "fluid_intelligence": None,
-    "neuroticism": None,
-}
+MULTITASK_ACTIVATIONS = {task["name"]: "sigmoid" if task["type"] == "binary" else None
+                         for task in MULTITASK_TASKS}
 
 
 def SFCN(
-    include_top=True,
-    weights="ukb",
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=None,
-    classifier_activation="auto",
-    name="sfcn",
-    *,
-    head=None,
-    filters=None,
-    dropout=None,
-    bn_epsilon=None,
-    output_range=None,
+    include_top=True, weights="ukb", input_tensor=None, input_shape=None, pooling=None,
+    classes=None, classifier_activation="auto", name="sfcn", *, head=None, filters=None,
+    dropout=None, bn_epsilon=None, output_range=None,
 ):
     """Instantiate the SFCN architecture, optionally with published brain-MRI weights.
 
@@ -123,11 +107,7 @@ def SFCN(
             f"SFCN: head={head!r} needs at least 2 classes, got {classes}; use "
             "head='regression' or head='binary' for one output."
         )
-    if spec is not None and include_top and classes != config.get("classes", classes):
-        raise ValueError(
-            f"SFCN: weights={weights!r} has a head with {config['classes']} outputs; got "
-            f"classes={classes}. Use include_top=False to put a new head on the backbone."
-        )
+    _common.check_registry_head(spec, include_top, classes, "SFCN")
     default_shape = tuple(config.get("input_shape", DEFAULT_INPUT_SHAPE))
     input_shape = _common.obtain_input_shape(
         input_shape,
@@ -162,11 +142,21 @@ def SFCN(
 
     model = keras.Model(_common.model_inputs_for(input_tensor, inputs), x, name=name)
 
-    if spec is not None:
-        weights_lib.load_weights(model, spec, include_top=include_top)
-    elif weights_file is not None:
-        weights_lib.load_weights(model, weights_file, include_top=include_top)
+    if spec is not None or weights_file is not None:
+        weights_lib.load_weights(model, spec if spec is not None else weights_file,
+                                 include_top=include_top, architecture="sfcn",
+                                 build=checkpoint_model)
     return model
+
+
+def checkpoint_model(architecture, config, include_top):
+    """The SFCN a published checkpoint converts into (input size left open)."""
+    kwargs = {k: config[k] for k in ("filters", "bn_epsilon", "output_range") if k in config}
+    if include_top:
+        classes = config.get("classes", 1)
+        kwargs["classes"] = classes
+        kwargs["head"] = config.get("head") or ("regression" if classes == 1 else "categorical")
+    return SFCN(include_top=include_top, weights=None, input_shape=(None, None, None, 1), **kwargs)
 
 
 def _default_classes(head):
@@ -219,27 +209,28 @@ def _head(x, head, classes, activation, output_range):
 
 
 def preprocess_input(x, weights="ukb"):
-    """Prepare volumes the way the given weights were trained.
+    """Prepare volumes the way the given weights were trained (their preset's intensity
+    scaling and, for a volume on the preset's input grid, its crop).
 
     Args:
-        x: one volume ``(x, y, z)`` / ``(x, y, z, 1)`` or a batch ``(n, x, y, z, 1)``,
-            already in the weights' space (MNI-registered etc., see the registry).
+        x: one volume ``(x, y, z)`` / ``(x, y, z, 1)`` or a batch ``(n, x, y, z, 1)``
+            (NumPy or backend tensor), already in the weights' space (MNI-registered etc.,
+            see the preset's ``requires``).
         weights: registry name whose preprocessing to apply. ``"ukb"``/``"ukb-sex"``:
             each volume divided by its own mean, then centre-cropped from the MNI 1 mm
             grid 182x218x182 to 160x192x160 (``[11:171, 13:205, 11:171]``) when given at
-            that size. pyment 2022 sets: divided by 255. pyment v4 sets (``multi-2025``,
-            ``reg-2025``): intensities unchanged; the 224x192x224 crop around the brain of
-            FastSurfer's masked ``orig.mgz`` comes from
-            ``kerasbrain.data.Preprocessor.for_weights("multi-2025")``.
+            that size. pyment 2022 sets: divided by 255 (cropped ``[6:173, 2:214, 0:160]``
+            from 182x218x182). pyment v4 sets (``multi-2025``, ``reg-2025``): intensities
+            unchanged; the 224x192x224 crop around the brain of FastSurfer's masked
+            ``orig.mgz`` comes from ``kerasbrain.data.Preprocessor.for_weights("multi-2025")``.
 
     Returns:
-        float32 array, channels-last, batch dimension kept if given.
+        float32 NumPy array, channels-last, batch dimension kept if given.
     """
-    from kerasbrain import weights as weights_lib
+    from kerasbrain.weights import registry
 
-    spec = weights_lib.get_spec(weights, architecture="sfcn")
-    kind = spec.preprocessing
-    x = np.asarray(x, dtype="float32")
+    preset = registry.get_spec(weights, architecture="sfcn").preprocessing
+    x = np.asarray(keras.ops.convert_to_numpy(x), dtype="float32")
     squeeze_batch = x.ndim == 3 or (x.ndim == 4 and x.shape[-1] == 1 and x.shape[0] != 1)
     if x.ndim == 3:
         x = x[..., None]
@@ -247,25 +238,26 @@ def preprocess_input(x, weights="ukb"):
         x = x[None]
     if x.ndim != 5:
         raise ValueError(f"preprocess_input: expected a 3D volume or a 5D batch, got shape {x.shape}.")
-    if kind == "peng":
+    intensity = preset.get("intensity")
+    if intensity == "mean":
         mean = x.mean(axis=(1, 2, 3, 4), keepdims=True)
         if np.any(mean == 0):
             raise ValueError("preprocess_input: a volume has mean 0 and cannot be scaled by it.")
         x = x / mean
-        if x.shape[1:4] == (182, 218, 182):
-            x = x[:, 11:171, 13:205, 11:171]
-    elif kind == "pyment":
-        x = x / 255.0
-    elif kind == "multi-2025":
-        pass  # FastSurfer's conformed intensities (0-255), unscaled
-    else:
-        raise ValueError(f"preprocess_input: weights {weights!r} use preprocessing {kind!r}; "
-                         "use kerasbrain.data.Preprocessor.for_weights() for it.")
+    elif isinstance(intensity, int | float):
+        x = x / float(intensity)
+    elif intensity is not None:
+        raise ValueError(f"preprocess_input: weights {weights!r} use {intensity!r} intensities; "
+                         "use kerasbrain.data.Preprocessor.for_weights() for them.")
+    crop = preset.get("crop")
+    if not isinstance(crop, str) and crop and x.shape[1:4] == tuple(preset.get("input_shape", ())):
+        x = x[:, slice(*crop[0]), slice(*crop[1]), slice(*crop[2])]
     return x[0] if squeeze_batch else x
 
 
 def decode_predictions(preds, weights="ukb"):
-    """Turn raw head outputs into the weights' target units.
+    """Turn raw head outputs into the weights' target units, as the tasks of the weights'
+    heads decode them (`kerasbrain.tasks`):
 
     - soft classification over age bins: expected age ``sum(p * bin_centres)`` (years);
     - ranking: ``low + sum(round(p))`` (years);
@@ -282,34 +274,24 @@ def decode_predictions(preds, weights="ukb"):
     Returns:
         ``(batch,)`` array for scalar targets, else ``(batch, classes)``.
     """
-    from kerasbrain import weights as weights_lib
+    from kerasbrain import tasks as tasks_lib
+    from kerasbrain.weights import registry
 
-    spec = weights_lib.get_spec(weights, architecture="sfcn")
-    config = spec.config
-    if config["head"] == "multitask":
+    spec = registry.get_spec(weights, architecture="sfcn")
+    tasks = [tasks_lib.from_spec(task) for task in spec.tasks]
+    if spec.config["head"] == "multitask":
         if not isinstance(preds, dict):
             raise ValueError(
                 f"decode_predictions: weights {weights!r} give a dict of outputs "
-                f"{tuple(config['outputs'])}; got an array."
+                f"{tuple(task.name for task in tasks)}; got an array."
             )
-        return {name: np.asarray(preds[name], dtype="float64").reshape(-1)
-                for name in config["outputs"]}
+        return {task.name: task.decode(preds[task.name]) for task in tasks}
     preds = np.asarray(preds, dtype="float64")
     if preds.ndim == 1:
         preds = preds[None]
-    head = config["head"]
-    if head == "soft_classification":
-        centres = bin_centres(config["bin_range"], preds.shape[-1])
-        return preds @ centres
-    if head == "ranking":
-        return config["output_range"][0] + np.round(preds).sum(axis=-1)
-    if head in ("regression", "binary"):
-        return preds[:, 0]
-    return preds
-
-
-def bin_centres(bin_range, n_bins):
-    """Centres of ``n_bins`` equal bins over ``bin_range``: ``(42, 82), 40`` -> 42.5 ... 81.5."""
-    low, high = bin_range
-    width = (high - low) / n_bins
-    return low + width * (np.arange(n_bins) + 0.5)
+    task = tasks[0]
+    if task.kind == "categorical":
+        return preds  # class probabilities
+    if task.kind == "soft_classification" and preds.shape[-1] != task.bins:
+        task = tasks_lib.from_spec(spec.tasks[0], bins=preds.shape[-1])
+    return task.decode(preds)

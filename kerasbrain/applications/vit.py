@@ -33,24 +33,10 @@ VARIANTS = {"B": (768, 12, 12, 3072), "L": (1024, 24, 16, 4096)}
 
 
 def ViT(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="vit",
-    *,
-    patch_size=16,
-    hidden_dim=768,
-    num_layers=12,
-    num_heads=12,
-    mlp_dim=3072,
-    dropout=0.0,
-    attention_dropout=0.0,
-    layer_norm_epsilon=1e-6,
-    remat=None,
+    include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+    classes=1000, classifier_activation="softmax", name="vit", *, patch_size=16, hidden_dim=768,
+    num_layers=12, num_heads=12, mlp_dim=3072, dropout=0.0, attention_dropout=0.0,
+    layer_norm_epsilon=1e-6, remat=None,
 ):
     """Instantiate a 3D Vision Transformer.
 
@@ -141,51 +127,32 @@ def encoder_block(x, num_heads, mlp_dim, dropout, attention_dropout, epsilon, na
 
 def _constructor(variant, patch):
     hidden_dim, num_layers, num_heads, mlp_dim = VARIANTS[variant]
-    default_name = f"vit_{variant.lower()}{patch}"
-
-    def constructor(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=default_name,
-        *,
-        patch_size=patch,
-        dropout=0.0,
-        attention_dropout=0.0,
-        remat=None,
-    ):
-        return ViT(
-            include_top, weights, input_tensor, input_shape, pooling, classes,
-            classifier_activation, name, patch_size=patch_size, hidden_dim=hidden_dim,
-            num_layers=num_layers, num_heads=num_heads, mlp_dim=mlp_dim, dropout=dropout,
-            attention_dropout=attention_dropout, remat=remat,
-        )
-
-    constructor.__name__ = constructor.__qualname__ = f"ViT{variant}{patch}"
-    constructor.__doc__ = (
+    return _common.variant(
+        ViT, f"ViT{variant}{patch}",
         f"Instantiate the 3D ViT-{variant}/{patch} (width {hidden_dim}, {num_layers} blocks, "
         f"{num_heads} heads, MLP {mlp_dim}, {patch}^3 patches).\n\n"
-        "    Arguments as ``ViT`` without the transformer sizes."
+        "    Arguments as ``ViT`` without the transformer sizes.",
+        default_name=f"vit_{variant.lower()}{patch}",
+        keywords=(("patch_size", patch), ("dropout", 0.0), ("attention_dropout", 0.0), ("remat", None)),
+        hidden_dim=hidden_dim, num_layers=num_layers, num_heads=num_heads, mlp_dim=mlp_dim,
     )
-    return constructor
 
 
 ViTB16 = _constructor("B", 16)
 ViTL16 = _constructor("L", 16)
 
 
-def preprocess_input(x):
-    """Standardise each volume to zero mean and unit standard deviation (float32).
-
-    There are no ImageNet weights for the 3D ViT; this is a neutral default.
+def preprocess_input(x, weights=None):
+    """Scale volumes (array or backend tensor ``(..., x, y, z, channels)``) for ``weights``:
+    ``None``: each volume standardised to zero mean and unit standard deviation (float32;
+    there are no ImageNet weights for the 3D ViT, this is a neutral default); a registry or
+    preset name: its preset's scaling.
     """
+    if weights is not None:
+        return _common.preset_preprocess(x, weights)
     import numpy as np
 
-    x = np.asarray(x, dtype="float32")
+    x = _common.as_array(x)
     axes = tuple(range(x.ndim - 4, x.ndim))
     mean = x.mean(axis=axes, keepdims=True)
     std = x.std(axis=axes, keepdims=True)

@@ -4,8 +4,9 @@ import argparse
 import collections
 import os
 import sys
-import tempfile
 import warnings
+
+from kerasbrain.files import write_text
 
 MAX_SHOWN = 5  # warnings of one kind printed; the rest are counted
 HELP = "predict every scan with a pretrained or fine-tuned model; write one CSV row per scan"
@@ -92,12 +93,7 @@ def run(args):
             print(f"warning: {count - MAX_SHOWN} more {kind}s; the input_warnings column of "
                   f"{args.output} lists them per scan", file=sys.stderr)
 
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".csv.part")
-    os.close(fd)
-    result.to_csv(tmp, index=False, float_format="%.6g")
-    os.replace(tmp, args.output)
+    write_text(args.output, result.to_csv(index=False, float_format="%.6g"))
     print(f"wrote {args.output} ({len(result)} rows)" + (f"; QC images in {args.qc}" if args.qc else ""),
           file=sys.stderr)
     return 0

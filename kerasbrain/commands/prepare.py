@@ -40,9 +40,10 @@ def add_parser(subparsers):
 def _save(volume, path):
     import nibabel as nib
 
-    tmp = path + ".part.nii.gz"
-    nib.save(nib.Nifti1Image(volume.array, volume.affine), tmp)
-    os.replace(tmp, path)
+    from kerasbrain.files import atomic_write
+
+    with atomic_write(path) as tmp:
+        nib.save(nib.Nifti1Image(volume.array, volume.affine), tmp)
 
 
 def prepare_scans(scans, out_dir, weights="ukb", title=None):
@@ -61,6 +62,7 @@ def prepare_scans(scans, out_dir, weights="ukb", title=None):
     from kerasbrain.data.io import Volume, load_volume
     from kerasbrain.data.pipeline import flags, prepare
     from kerasbrain.data.registration import template_on_grid
+    from kerasbrain.files import write_text
 
     os.makedirs(out_dir, exist_ok=True)
     template = template_on_grid(weights)
@@ -106,18 +108,16 @@ def prepare_scans(scans, out_dir, weights="ukb", title=None):
     written = result.copy()
     for key in ("path", "brain", "mask", "transform", "qc"):
         written[key] = [os.path.relpath(p, out_dir) for p in written[key]]
-    tmp = os.path.join(out_dir, TABLE + ".part")
-    written.to_csv(tmp, index=False)
-    os.replace(tmp, os.path.join(out_dir, TABLE))
+    write_text(os.path.join(out_dir, TABLE), written.to_csv(index=False))
     qc.write_report(entries, os.path.join(out_dir, REPORT),
                     title=title or f"kerasbrain prepare --weights {weights}")
     return result
 
 
 def run(args):
-    from kerasbrain import inference
+    from kerasbrain.data.inputs import collect_inputs
 
-    scans = inference.collect_inputs(args.inputs, path_column=args.path_column)
+    scans = collect_inputs(args.inputs, path_column=args.path_column)
     print(f"preparing {len(scans)} scan(s) for {args.weights}", file=sys.stderr)
     result = prepare_scans(scans, args.output, weights=args.weights)
     flagged = int((result["flags"] != "").sum())

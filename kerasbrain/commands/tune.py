@@ -11,10 +11,11 @@ In a distributed search (``KERASTUNER_TUNER_ID``, ``KERASTUNER_ORACLE_IP``,
 the oracle and writes the outputs, the workers run trials.
 """
 
-import json
 import os
 
 import numpy as np
+
+from kerasbrain.files import atomic_write, write_json
 
 EXAMPLE = """\
 data:
@@ -102,10 +103,7 @@ def run(args):
         raise ValueError(f"{args.config}: no trial completed; see {os.path.join(output, 'search')}.")
     hp = best[0].hyperparameters
     epochs_best = tuner.best_epochs(best[0])
-    from kerasbrain.tuning.results import atomic_write
-
-    atomic_write(os.path.join(output, "best_hyperparameters.json"),
-                 json.dumps(config_lib._plain(hp.values), indent=2) + "\n")  # fmt: skip
+    write_json(os.path.join(output, "best_hyperparameters.json"), config_lib._plain(hp.values), indent=2)
     exported = config_lib.finetune_config(config, hypermodel, hp, epochs=epochs_best)
     exported["output"] = os.path.join(output, "finetune")
     config_lib.write_config(exported, os.path.join(output, "best_config.yaml"))
@@ -153,13 +151,6 @@ def load_data(config, source="config"):
 
 def save_model(model, path):
     """``model.save(path)`` through a temporary name renamed when complete."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, ".tmp-" + os.path.basename(path))
-    try:
+    with atomic_write(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

@@ -16,7 +16,10 @@ _NAMES = {
     "VolumeError": "io",
     "load_volume": "io",
     "check_array": "io",
+    "collect_inputs": "inputs",
+    "merge_table": "inputs",
     "Preprocessor": "preprocess",
+    "normalise": "preprocess",
     "reorient": "preprocess",
     "resample": "preprocess",
     "bounding_box": "preprocess",
@@ -53,6 +56,6 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted([*__all__, "brain", "dataset", "io", "pipeline", "preprocess", "presets", "qc",
-                   "registration", "table", "template",
+    return sorted([*__all__, "brain", "dataset", "inputs", "io", "pipeline", "preprocess",
+                   "presets", "qc", "registration", "table", "template",
                    "tfrecords"])

@@ -19,22 +19,9 @@ VERIFY_LIMIT = 2 << 30
 
 
 def tfrecord_dataset(
-    pattern_or_manifest,
-    labels=None,
-    batch_size=1,
-    shuffle=False,
-    augment=None,
-    cache=False,
-    repeat=False,
-    seed=None,
-    *,
-    shuffle_buffer=None,
-    drop_remainder=False,
-    num_shards=None,
-    shard_index=None,
-    input_context=None,
-    verify=None,
-    with_ids=False,
+    pattern_or_manifest, labels=None, batch_size=1, shuffle=False, augment=None, cache=False,
+    repeat=False, seed=None, *, shuffle_buffer=None, drop_remainder=False, num_shards=None,
+    shard_index=None, input_context=None, verify=None, with_ids=False,
 ):
     """Stream shards written by `write_tfrecords`.
 
@@ -130,17 +117,8 @@ def tfrecord_dataset(
 
 
 def volume_dataset(
-    paths,
-    labels=None,
-    preprocessor=None,
-    batch_size=1,
-    shuffle=False,
-    augment=None,
-    cache=False,
-    repeat=False,
-    seed=None,
-    *,
-    drop_remainder=False,
+    paths, labels=None, preprocessor=None, batch_size=1, shuffle=False, augment=None,
+    cache=False, repeat=False, seed=None, *, drop_remainder=False,
 ):
     """Like `tfrecord_dataset`, straight from image files (for small sets).
 

@@ -83,6 +83,35 @@ def window(volume, starts, shape, pad_value=0.0):
     return Volume(out, volume.affine @ step, volume.path)
 
 
+def normalise(array, intensity, where="volume"):
+    """Scale one volume's intensities: ``None`` (unchanged), ``"mean"`` (divide by the
+    mean), ``"zscore"`` (zero mean, unit standard deviation over the non-zero voxels;
+    background stays 0), ``"minmax"`` (to [0, 1]) or a number to divide by.
+
+    Raises:
+        VolumeError: a mean of zero, or a constant image for ``"minmax"`` (names ``where``).
+    """
+    if intensity is None:
+        return array
+    if intensity == "mean":
+        mean = float(array.mean(dtype="float64"))
+        if mean == 0:
+            raise VolumeError(f"{where}: mean intensity is zero, cannot divide by it")
+        return array / mean
+    if intensity == "zscore":
+        brain = array[array != 0]
+        if brain.size == 0:
+            return np.zeros_like(array)
+        std = float(brain.std(dtype="float64"))
+        return np.where(array != 0, (array - brain.mean(dtype="float64")) / max(std, 1e-8), 0)
+    if intensity == "minmax":
+        low, high = float(array.min()), float(array.max())
+        if high == low:
+            raise VolumeError(f"{where}: constant image, cannot scale to [0, 1]")
+        return (array - low) / (high - low)
+    return array / float(intensity)
+
+
 class Preprocessor:
     """Turn an image into the array a model expects.
 
@@ -221,23 +250,7 @@ class Preprocessor:
         return Volume(volume.array.astype(self.dtype, copy=False), volume.affine, volume.path)
 
     def _normalise(self, array, where):
-        if self.intensity is None:
-            return array
-        if self.intensity == "mean":
-            mean = float(array.mean(dtype="float64"))
-            if mean == 0:
-                raise VolumeError(f"{where}: mean intensity is zero, cannot divide by it")
-            return array / mean
-        if self.intensity == "zscore":
-            brain = array[array != 0]
-            std = float(brain.std(dtype="float64"))
-            return np.where(array != 0, (array - brain.mean(dtype="float64")) / max(std, 1e-8), 0)
-        if self.intensity == "minmax":
-            low, high = float(array.min()), float(array.max())
-            if high == low:
-                raise VolumeError(f"{where}: constant image, cannot scale to [0, 1]")
-            return (array - low) / (high - low)
-        return array / float(self.intensity)
+        return normalise(array, self.intensity, where)
 
     def _crop(self, volume, where):
         if self.shape is None:

@@ -11,7 +11,6 @@ when outside the usual ranges.
 import base64
 import html
 import io
-import os
 
 import numpy as np
 
@@ -76,10 +75,9 @@ def overlay_png(native, mask, registered, template, title=None, dpi=50):
 
 def write_png(data, path):
     """Write PNG bytes atomically."""
-    tmp = f"{path}.part"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    from kerasbrain.files import write_text
+
+    write_text(path, data)
 
 
 _STYLE = """
@@ -126,7 +124,6 @@ def report_html(scans, title="kerasbrain prepare"):
 
 def write_report(scans, path, title="kerasbrain prepare"):
     """Write `report_html` to ``path`` (atomically)."""
-    tmp = f"{path}.part"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(report_html(scans, title))
-    os.replace(tmp, path)
+    from kerasbrain.files import write_text
+
+    write_text(path, report_html(scans, title))

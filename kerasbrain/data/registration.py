@@ -58,11 +58,9 @@ class AffineTransform:
 
     def save(self, path):
         """Write the JSON file (format ``kerasbrain-affine/1``, see docs/prepare.md)."""
-        path = os.fspath(path)
-        tmp = f"{path}.part"
-        with open(tmp, "w") as handle:
-            json.dump(self.to_dict(), handle, indent=1)
-        os.replace(tmp, path)
+        from kerasbrain.files import write_json
+
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path):

@@ -27,6 +27,7 @@ import numpy as np
 from kerasbrain.data.io import VolumeError, check_array
 from kerasbrain.data.preprocess import Preprocessor
 from kerasbrain.data.table import read_table
+from kerasbrain.files import atomic_write, write_json
 
 MANIFEST = "manifest.json"
 FORMAT = "kerasbrain-tfrecords"
@@ -164,7 +165,7 @@ def write_tfrecords(
                 compression, on_error, bar, shape,
             )
             shape = entry["shape"] or shape
-            _write_json(os.path.join(partial, name + ".json"), entry)
+            write_json(os.path.join(partial, name + ".json"), entry)
             entries[name] = entry
             written.append(name)
     finally:
@@ -200,7 +201,7 @@ def write_tfrecords(
         "skipped": [{"row": r, "file": f, "reason": why} for r, f, why in skipped],
     }
     manifest_path = os.path.join(out_dir, MANIFEST)
-    _write_json(manifest_path, manifest)
+    write_json(manifest_path, manifest)
     shutil.rmtree(partial, ignore_errors=True)
     _remove_stale_shards(out_dir, prefix, names)
     return WriteReport(manifest, manifest_path, written, reused, skipped)
@@ -278,11 +279,9 @@ def _write_shard(out_dir, name, span, fingerprint, results, frame, values, specs
     """Write rows ``span`` to shard ``name``; volumes must have ``shape`` (None: the first's)."""
     import tensorflow as tf
 
-    final = os.path.join(out_dir, name)
-    tmp = final + ".tmp"
     options = tf.io.TFRecordOptions(compression_type=compression or "")
     ids, skipped, spacing = [], [], None
-    try:
+    with atomic_write(os.path.join(out_dir, name)) as tmp:
         with tf.io.TFRecordWriter(tmp, options) as writer:
             for r in span:
                 path = frame["path"][r]
@@ -305,11 +304,6 @@ def _write_shard(out_dir, name, span, fingerprint, results, frame, values, specs
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         digest, size = _sha256(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return {
         "count": len(ids), "sha256": digest, "bytes": size, "fingerprint": fingerprint,
         "ids": ids, "skipped": skipped, "shape": shape, "spacing": spacing,
@@ -383,7 +377,7 @@ def _manifest_to_sidecars(out_dir, partial):
             entry["shape"], entry["spacing"] = old.get("shape"), old.get("spacing")
             sidecar = os.path.join(partial, shard["file"] + ".json")
             if not os.path.exists(sidecar):
-                _write_json(sidecar, entry)
+                write_json(sidecar, entry)
     except (OSError, ValueError, KeyError, TypeError):
         pass
     os.remove(path)
@@ -397,23 +391,6 @@ def _sha256(path):
             digest.update(block)
             size += len(block)
     return digest.hexdigest(), size
-
-
-def _write_json(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1, default=_json_default)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"not JSON serialisable: {value!r}")
 
 
 def _progress_bar(total, progress):

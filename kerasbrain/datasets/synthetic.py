@@ -30,10 +30,11 @@ Example::
 """
 
 import os
-import tempfile
 
 import numpy as np
 import pandas as pd
+
+from kerasbrain.files import atomic_write, write_text
 
 #: T1-like tissue intensities (relative to white matter) before site effects.
 TISSUES = {"wm": 1.0, "gm": 0.62, "deep_gm": 0.78, "csf": 0.18, "skull": 0.08, "scalp": 0.85}
@@ -179,19 +180,15 @@ def write_cohort(volumes, table, out_dir, spacing=(4.0, 4.0, 4.0), orientation="
         paths.append(name)
     table["path"] = paths
     tsv = os.path.join(out_dir, "participants.tsv")
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tsv.part")
-    os.close(fd)
-    table.to_csv(tmp, sep="\t", index=False, na_rep="n/a")
-    os.replace(tmp, tsv)
+    write_text(tsv, table.to_csv(sep="\t", index=False, na_rep="n/a"))
     return table
 
 
 def _atomic_save(image, path):
     import nibabel as nib
 
-    tmp = path + ".part.nii.gz"
-    nib.save(image, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        nib.save(image, tmp)
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ def load_dataset(source, preprocessor, path_column="path", progress=True):
     Args:
         source: a CSV/TSV table with a path column, a BIDS folder (with
             ``participants.tsv``), a folder of images, or a list of those
-            (see `kerasbrain.inference.collect_inputs`).
+            (see `kerasbrain.data.inputs.collect_inputs`).
         preprocessor: a `kerasbrain.data.Preprocessor` whose output shape is fixed.
         path_column: column of image paths in tables.
         progress: show a progress bar.
@@ -31,7 +31,7 @@ def load_dataset(source, preprocessor, path_column="path", progress=True):
     """
     import keras
 
-    from kerasbrain.inference import collect_inputs
+    from kerasbrain.data.inputs import collect_inputs
 
     table = collect_inputs(source, path_column=path_column)
     bar = keras.utils.Progbar(len(table), unit_name="scan") if progress else None

@@ -73,12 +73,8 @@ def wrap_optimizer(optimizer, precision):
 
 def non_float32_outputs(model):
     """Names of the model's output layers that do not return float32 tensors."""
-    bad = []
-    for tensor in model.outputs:
-        if keras.backend.standardize_dtype(tensor.dtype) != "float32":
-            layer = tensor._keras_history.operation if hasattr(tensor, "_keras_history") else None
-            bad.append(getattr(layer, "name", str(tensor)))
-    return bad
+    return [name for name, tensor in zip(model.output_names, model.outputs, strict=True)
+            if keras.backend.standardize_dtype(tensor.dtype) != "float32"]
 
 
 def check_model(model, precision):

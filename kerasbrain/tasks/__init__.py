@@ -13,11 +13,12 @@ from kerasbrain.tasks.definitions import (
     Regression,
     SoftClassification,
     Task,
-    ukb_tasks,
 )
 from kerasbrain.tasks.labels import check_tasks, deserialize, encode_labels, serialize
+from kerasbrain.tasks.specs import TASK_TYPES, from_spec, ukb_tasks
 
 __all__ = [
+    "TASK_TYPES",
     "Binary",
     "Categorical",
     "Ranking",
@@ -27,6 +28,7 @@ __all__ = [
     "check_tasks",
     "deserialize",
     "encode_labels",
+    "from_spec",
     "losses",
     "metrics",
     "serialize",

@@ -414,18 +414,3 @@ class Ranking(Task):
 
     def get_config(self):
         return {**super().get_config(), "value_range": self.value_range}
-
-
-def ukb_tasks():
-    """The six UK Biobank phenotypes of multi-task pretraining (Leonardsen et al. 2025):
-    age (years, Huber, standardised around 64 +- 7.5), sex (1 = male), handedness
-    (1 = left), BMI (kg/m^2), fluid intelligence (score 0-13) and neuroticism (score
-    0-12), the last four standardised regressions with round population statistics."""
-    return [
-        Regression("age", loss="huber", standardize=(64.0, 7.5)),
-        Binary("sex"),
-        Binary("handedness"),
-        Regression("bmi", standardize=(26.5, 4.4)),
-        Regression("fluid_intelligence", standardize=(6.6, 2.1)),
-        Regression("neuroticism", standardize=(4.0, 3.2)),
-    ]

@@ -1,10 +1,10 @@
 """Feature spaces of pretrained models: extract features, relate them to phenotypes,
 and draw a 2D embedding."""
 
-import os
 
 import numpy as np
 
+from kerasbrain.files import save_figure
 from kerasbrain.transfer import heads as heads_lib
 
 
@@ -146,13 +146,5 @@ def plot_embedding(features, color=None, path=None, method="pca", title=None, se
     axis.set_title(title or f"feature space ({method.upper()})")
     figure.tight_layout()
     save_figure(figure, path)
-    plt.close(figure)
     return points
 
-
-def save_figure(figure, path):
-    """Save a matplotlib figure as PNG through a temporary file, then rename."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp.png"
-    figure.savefig(tmp, dpi=120)
-    os.replace(tmp, path)

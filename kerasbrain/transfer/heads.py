@@ -10,14 +10,20 @@ _HEAD_LAYERS = (keras.layers.Dense, keras.layers.Activation, keras.layers.ReLU,
                 keras.layers.Rescaling, keras.layers.Softmax)
 
 
-def _inbound_layer(layer):
-    node = layer._inbound_nodes[0]
-    parents = [t._keras_history.operation for t in node.input_tensors]
-    return parents[0] if len(parents) == 1 else None
+def _producers(model):
+    """``{id(tensor): the layer that outputs it}`` for the symbolic tensors of ``model``."""
+    producers = {}
+    for layer in model.operations:
+        try:
+            outputs = keras.tree.flatten(layer.output)
+        except (AttributeError, ValueError):  # a layer called more than once
+            continue
+        producers.update((id(tensor), layer) for tensor in outputs)
+    return producers
 
 
 def _input_tensor(layer):
-    return layer._inbound_nodes[0].input_tensors[0]
+    return keras.tree.flatten(layer.input)[0]
 
 
 def split(model):
@@ -43,20 +49,22 @@ def split(model):
         backbone = keras.Model(model.inputs, features.output, name=f"{model.name}_backbone")
         return backbone, heads, {task.name: task for task in model.tasks}
 
+    producers = _producers(model)
     heads, starts = {}, []
     for tensor in model.outputs:
-        layer = tensor._keras_history.operation
+        layer = producers.get(id(tensor))
         chain = []
         while isinstance(layer, _HEAD_LAYERS) and layer.name not in (FEATURES, UNCERTAINTY):
             chain.insert(0, layer)
             if isinstance(layer, keras.layers.Dense):
                 break
-            layer = _inbound_layer(layer)
+            inputs = keras.tree.flatten(layer.input)
+            layer = producers.get(id(inputs[0])) if len(inputs) == 1 else None
         if not chain or not isinstance(chain[0], keras.layers.Dense):
             return model, {}, {}
         heads[chain[-1].name] = chain
         start = _input_tensor(chain[0])
-        previous = start._keras_history.operation
+        previous = producers.get(id(start))
         if isinstance(previous, keras.layers.Dropout):
             start = _input_tensor(previous)
         starts.append(start)
@@ -65,11 +73,6 @@ def split(model):
                          "the backbone (a model that outputs the shared features) instead.")
     backbone = keras.Model(model.inputs, starts[0], name=f"{model.name}_backbone")
     return backbone, heads, {}
-
-
-def copy_layer(layer):
-    """A new layer with the same config and weights (built on first call)."""
-    return layer.__class__.from_config(layer.get_config())
 
 
 def apply_copied_head(x, chain, task, rename_last=True):

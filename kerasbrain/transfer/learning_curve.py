@@ -21,7 +21,8 @@ import keras
 import numpy as np
 
 from kerasbrain import tasks as tasks_lib
-from kerasbrain.transfer.features import extract_features, save_figure
+from kerasbrain.files import save_figure, write_text
+from kerasbrain.transfer.features import extract_features
 from kerasbrain.transfer.strategies import STRATEGIES, finetune
 
 ALL_STRATEGIES = (*STRATEGIES, "linear")
@@ -143,30 +144,10 @@ def _reuse_compiled(templates, strategy, model):
     return template
 
 
-def _write_atomic(path, text):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def learning_curve(
-    data,
-    tasks,
-    sizes,
-    resamples=5,
-    strategies=("scratch", "frozen", "full", "linear"),
-    test=None,
-    backbone=None,
-    epochs=10,
-    batch_size=8,
-    out_dir=None,
-    seed=0,
-    finetune_kwargs=None,
-    fit_kwargs=None,
-    plot=True,
-    verbose=0,
-    on_cell=None,
+    data, tasks, sizes, resamples=5, strategies=("scratch", "frozen", "full", "linear"),
+    test=None, backbone=None, epochs=10, batch_size=8, out_dir=None, seed=0,
+    finetune_kwargs=None, fit_kwargs=None, plot=True, verbose=0, on_cell=None,
 ):
     """Train every strategy on resampled training sets of each size; score on ``test``.
 
@@ -259,16 +240,16 @@ def learning_curve(
                     for metric, value in score(task, values[task.name], _column(labels_test, task.name)).items()
                 ]
                 if path:
-                    _write_atomic(path, json.dumps(cell))
+                    write_text(path, json.dumps(cell))
                 rows.extend(cell)
                 if on_cell is not None:
                     on_cell(cell)
     table = pd.DataFrame(rows, columns=COLUMNS)
     if out_dir:
-        _write_atomic(os.path.join(out_dir, "results.csv"), table.to_csv(index=False))
-        _write_atomic(os.path.join(out_dir, "summary.csv"), summarize(table).to_csv(index=False))
+        write_text(os.path.join(out_dir, "results.csv"), table.to_csv(index=False))
+        write_text(os.path.join(out_dir, "summary.csv"), summarize(table).to_csv(index=False))
         if len(set(strategies)) > 1 and resamples > 1:
-            _write_atomic(os.path.join(out_dir, "tests.csv"), compare(table).to_csv(index=False))
+            write_text(os.path.join(out_dir, "tests.csv"), compare(table).to_csv(index=False))
         if plot:
             plot_learning_curve(table, os.path.join(out_dir, "learning_curve.png"), tasks)
     return table
@@ -320,6 +301,18 @@ def compare(table, pairs=None):
     return pd.DataFrame(rows)
 
 
+def size_axis(axis, sizes):
+    """A log-scale x axis labelled with the training ``sizes`` only (no minor labels)."""
+    from matplotlib import ticker
+
+    sizes = sorted(int(s) for s in sizes)
+    axis.set_xscale("log")
+    axis.xaxis.set_major_locator(ticker.FixedLocator(sizes))
+    axis.xaxis.set_major_formatter(ticker.FixedFormatter([str(s) for s in sizes]))
+    axis.xaxis.set_minor_locator(ticker.NullLocator())
+    axis.set_xlabel("training subjects")
+
+
 def plot_learning_curve(table, path, tasks=None):
     """Metric vs training size, one line (median) and interquartile band per strategy,
     one panel per task (its primary metric). Saved as PNG (atomically)."""
@@ -339,14 +332,10 @@ def plot_learning_curve(table, path, tasks=None):
             rows = rows.sort_values("size")
             axis.plot(rows["size"], rows["median"], marker="o", label=strategy)
             axis.fill_between(rows["size"], rows["q25"], rows["q75"], alpha=0.2)
-        axis.set_xscale("log")
-        axis.set_xticks(sorted(part["size"].unique()))
-        axis.set_xticklabels([str(s) for s in sorted(part["size"].unique())])
-        axis.set_xlabel("training subjects")
+        size_axis(axis, part["size"].unique())
         axis.set_ylabel(metric)
         axis.set_title(name)
         axis.legend()
     figure.tight_layout()
     save_figure(figure, path)
-    plt.close(figure)
     return path

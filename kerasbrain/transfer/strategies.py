@@ -9,8 +9,6 @@
   epochs at ``head_learning_rate``, then everything at ``learning_rate`` (inside ``fit``).
 """
 
-import inspect
-
 import keras
 import numpy as np
 
@@ -33,21 +31,9 @@ def copy_model(model):
 
 
 def finetune(
-    model_or_backbone,
-    tasks,
-    strategy="full",
-    trainable_blocks=None,
-    learning_rate=1e-3,
-    head_learning_rate=None,
-    two_phase=False,
-    weight_decay=0.0,
-    dropout=0.5,
-    head_units=None,
-    replace_heads=True,
-    rerange=None,
-    loss_weights=None,
-    optimizer="adam",
-    pooling="avg",
+    model_or_backbone, tasks, strategy="full", trainable_blocks=None, learning_rate=1e-3,
+    head_learning_rate=None, two_phase=False, weight_decay=0.0, dropout=0.5, head_units=None,
+    replace_heads=True, rerange=None, loss_weights=None, optimizer="adam", pooling="avg",
     name=None,
 ):
     """Build a compiled model to fine-tune a pretrained network on new tasks.
@@ -102,14 +88,11 @@ def finetune(
     if strategy == "partial":
         set_trainable_blocks(backbone, trainable_blocks)
 
-    inputs = keras.Input(shape=backbone.input_shape[1:], name="volume")
-    features = backbone(inputs, training=False) if strategy == "frozen" else backbone(inputs)
-    features = models_lib._pool(features, pooling)
-    x = keras.layers.Dropout(dropout, name=models_lib.HEAD_DROPOUT)(features) if dropout else features
+    inputs, x = models_lib.head_inputs(backbone, pooling, dropout, frozen=strategy == "frozen")
     outputs, copies = {}, []
     for task in tasks:
         if task.name not in reuse:
-            outputs[task.name] = task.head(models_lib._hidden(x, task, head_units))
+            outputs[task.name] = task.head(models_lib.hidden_layers(x, task, head_units))
             continue
         chain = heads[reuse[task.name]]
         old_task = pretrained_tasks.get(reuse[task.name])
@@ -179,45 +162,3 @@ def _heads_to_reuse(tasks, heads, replace_heads, rerange, strategy):
                 f"cannot reuse or re-range a head for task {name!r}: the model has "
                 f"{'no heads' if not heads else 'heads ' + str(sorted(heads))}.")
     return reuse
-
-
-def fit_two_phase(model, fit, *args, **kwargs):
-    """Run ``fit`` (the bound ``keras.Model.fit``) as heads-only then all-trainable.
-
-    Callbacks are shared by both phases; epochs are numbered continuously and the
-    returned History holds both phases.
-    """
-    bound = inspect.signature(keras.Model.fit).bind(model, *args, **kwargs)
-    arguments = dict(bound.arguments)
-    arguments.pop("self")
-    arguments.update(arguments.pop("kwargs", {}))
-    epochs = arguments.get("epochs", 1)
-    initial_epoch = arguments.get("initial_epoch", 0)
-    plan = model.two_phase
-    head_epochs = plan["head_epochs"]
-    backbone = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    optimizer = model.optimizer
-    history = None
-
-    def recompile(learning_rate):
-        config = {**optimizer.get_config(), "learning_rate": learning_rate}
-        config.pop("name", None)
-        model.compile(optimizer=optimizer.__class__(**config), loss_weights=plan["loss_weights"])
-
-    if initial_epoch < min(head_epochs, epochs):
-        for layer in backbone:
-            layer.trainable = False
-        recompile(plan["head_learning_rate"])
-        history = fit(**{**arguments, "epochs": min(head_epochs, epochs)})
-        for layer in backbone:
-            layer.trainable = True
-        if model.stop_training or epochs <= head_epochs:
-            recompile(plan["learning_rate"])
-            return history
-    recompile(plan["learning_rate"])
-    second = fit(**{**arguments, "initial_epoch": max(initial_epoch, head_epochs)})
-    if history is not None:
-        for key, values in history.history.items():
-            second.history[key] = list(values) + list(second.history.get(key, []))
-        second.epoch = list(history.epoch) + list(second.epoch)
-    return second

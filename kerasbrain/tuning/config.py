@@ -15,6 +15,8 @@ import keras_tuner as kt
 import numpy as np
 import yaml
 
+from kerasbrain.files import write_text
+
 #: keys of a tune config that describe the search, not the model
 SEARCH_KEYS = ("tuner", "budget", "objective", "folds", "strategies", "search_space",
                "max_trainable_blocks", "stratify", "retrain")  # fmt: skip
@@ -41,15 +43,13 @@ def read_config(path):
 
 def write_config(config, path):
     """Write ``config`` as YAML (``.yaml``/``.yml``) or JSON (``.json``), atomically."""
-    from kerasbrain.tuning.results import atomic_write
-
     path = os.fspath(path)
     config = _plain(config)
     if path.endswith(".json"):
         text = json.dumps(config, indent=2) + "\n"
     else:
         text = yaml.safe_dump(config, sort_keys=False)
-    return atomic_write(path, text)
+    return write_text(path, text)
 
 
 def tasks_from_config(specs):

@@ -19,6 +19,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
+from kerasbrain.files import write_text
 from kerasbrain.tuning import folds as folds_lib
 from kerasbrain.tuning import objectives
 from kerasbrain.tuning import results as results_lib
@@ -27,15 +28,8 @@ ORACLES = ("random", "bayesian", "hyperband", "grid")
 
 
 def make_oracle(
-    name,
-    objective="val_loss",
-    *,
-    max_trials=10,
-    max_epochs=10,
-    factor=3,
-    hyperparameters=None,
-    seed=None,
-    **kwargs,
+    name, objective="val_loss", *, max_trials=10, max_epochs=10, factor=3, hyperparameters=None,
+    seed=None, **kwargs,
 ):
     """A KerasTuner oracle by name: ``"random"``, ``"bayesian"``, ``"hyperband"``, ``"grid"``.
 
@@ -96,22 +90,9 @@ class CVTuner(kt.Tuner):
     """
 
     def __init__(
-        self,
-        hypermodel=None,
-        oracle="random",
-        *,
-        objective="val_loss",
-        max_trials=10,
-        folds=5,
-        stratify="auto",
-        shuffle=True,
-        seed=0,
-        hyperparameters=None,
-        tune_new_entries=True,
-        allow_new_entries=True,
-        max_epochs=10,
-        factor=3,
-        **kwargs,
+        self, hypermodel=None, oracle="random", *, objective="val_loss", max_trials=10, folds=5,
+        stratify="auto", shuffle=True, seed=0, hyperparameters=None, tune_new_entries=True,
+        allow_new_entries=True, max_epochs=10, factor=3, **kwargs,
     ):
         if isinstance(oracle, str):
             oracle = make_oracle(
@@ -260,7 +241,7 @@ class CVTuner(kt.Tuner):
             ],
         }
         path = os.path.join(self.project_dir, "folds.json")
-        results_lib.atomic_write(path, json.dumps(record))
+        write_text(path, json.dumps(record))
 
     # ------------------------------------------------------------------------------
     # After the search

@@ -261,18 +261,10 @@ def application(name):
     """The ``kerasbrain.applications`` constructor called ``name`` (case-insensitive)."""
     from kerasbrain import applications
 
-    available = {
-        n: getattr(applications, n)
-        for n in getattr(applications, "__all__", dir(applications))
-        if n[:1].isupper() and callable(getattr(applications, n, None))
-    }
-    by_lower = {n.lower(): n for n in available}
-    key = by_lower.get(str(name).lower())
-    if key is None:
-        raise ValueError(
-            f"Unknown backbone {name!r}; kerasbrain.applications has: {', '.join(sorted(available))}."
-        )
-    return available[key]
+    try:
+        return applications.get(name)
+    except ValueError as error:
+        raise ValueError(str(error).replace("Unknown architecture", "Unknown backbone")) from None
 
 
 def _augmentation_factory():

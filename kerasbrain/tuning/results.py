@@ -1,10 +1,10 @@
 """Recording a cross-validated search: per-trial metrics, the results table, atomic files."""
 
-import os
-import tempfile
 
 import numpy as np
 import pandas as pd
+
+from kerasbrain.files import write_text
 
 
 def trial_metrics(objective, scores, best_epochs):
@@ -69,22 +69,6 @@ _FIXED = ("trial", "status", "mean", "std", "objective")
 
 def save_table(table, path):
     """Write a DataFrame as CSV through a temporary file renamed when complete."""
-    atomic_write(path, table.to_csv(index=False))
-    return path
+    return write_text(path, table.to_csv(index=False))
 
 
-def atomic_write(path, text):
-    """Write ``text`` to ``path`` via a temporary file in the same folder, then rename."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(handle, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path

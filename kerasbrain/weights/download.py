@@ -21,6 +21,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 
+from kerasbrain.files import write_text
 from kerasbrain.weights.registry import get_spec
 
 #: attempts per file and the first back-off delay (seconds, doubled after each failure)
@@ -89,10 +90,7 @@ def _pin(path, file_spec):
     if file_spec.git_blob_sha1 or file_spec.sha256 or _pinned(file_spec):
         return
     kind, digest = file_digest(path, file_spec)
-    tmp = _pin_path(file_spec) + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(digest + "\n")
-    os.replace(tmp, _pin_path(file_spec))
+    write_text(_pin_path(file_spec), digest + "\n")
     print(f"kerasbrain: {file_spec.filename}: its source publishes no hash; pinned its {kind} "
           f"{digest} ({_pin_path(file_spec)}).", flush=True)
 
@@ -112,10 +110,7 @@ def _is_marked_verified(path, file_spec):
 
 
 def _mark_verified(path, file_spec):
-    tmp = f"{path}{_VERIFIED_SUFFIX}.tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{_expected(file_spec)} {_marker(path)}\n")
-    os.replace(tmp, path + _VERIFIED_SUFFIX)
+    write_text(path + _VERIFIED_SUFFIX, f"{_expected(file_spec)} {_marker(path)}\n")
 
 
 def _manual_hint(file_spec, path):

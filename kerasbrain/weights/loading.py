@@ -7,14 +7,13 @@ MedicalNet/MONAI ResNets). Registry weights are downloaded (``get_file``), conve
 Keras ``.weights.h5`` beside the download, and that file is reused.
 """
 
-import importlib
 import os
 import re
-import tempfile
 import zipfile
 
 import h5py
 
+from kerasbrain.files import atomic_write
 from kerasbrain.weights import (
     download,
     legacy_h5,
@@ -28,12 +27,6 @@ from kerasbrain.weights.registry import MULTITASK_OUTPUTS, WeightSpec, get_spec
 TORCH_SUFFIXES = (".p", ".pt", ".pth")
 #: root attribute of a converted file: the hash(es) of the checkpoint it came from
 SOURCE_ATTR = "kerasbrain_source"
-#: family -> (module, constructor) used to build the model a checkpoint converts into
-CONSTRUCTORS = {
-    "sfcn": ("kerasbrain.applications.sfcn", "SFCN"),
-    "densenet": ("kerasbrain.applications.densenet", "DenseNet"),
-    "resnet": ("kerasbrain.applications.resnet", "ResNet"),
-}
 #: (family, file format) -> converter(checkpoint, source, **target) -> layer weights
 _CONVERTERS = {
     ("sfcn", "torch"): lambda path, source, **_: sfcn_converters.from_peng(
@@ -47,7 +40,7 @@ _CONVERTERS = {
     ("resnet", "torch"): lambda path, source, depth=None, **_: (
         monai_converters.from_medicalnet(torch_pickle.state_dict(path), source, depth)),
 }
-_FORMAT_ALIASES = {
+FORMAT_ALIASES = {
     "peng-torch": "torch",
     "pyment-h5": "legacy-h5",
     "pyment-tf-checkpoint": "tf-checkpoint",
@@ -100,7 +93,7 @@ def read_checkpoint(path, architecture="sfcn", format=None, **target):
         ``{keras_layer_name: [(source_tensor_name, array), ...]}``.
     """
     source = os.fspath(path)
-    fmt = _FORMAT_ALIASES.get(format, format)
+    fmt = FORMAT_ALIASES.get(format, format)
     if fmt == "tf-checkpoint" or (fmt is None and tf_checkpoint.is_tf_checkpoint(source)):
         source = tf_checkpoint.checkpoint_prefix(source)
         fmt = "tf-checkpoint"
@@ -179,91 +172,32 @@ def assign(model, layer_weights, include_top=True, source="checkpoint"):
     return model
 
 
-def _build(architecture, config, include_top):
-    """The kerasbrain model a checkpoint converts into (input size left open)."""
-    fam = family(architecture)
-    module_name, constructor = CONSTRUCTORS[fam]
-    build = getattr(importlib.import_module(module_name), constructor)
-    shape = (None, None, None, 1)
-    if fam == "sfcn":
-        kwargs = {k: config[k] for k in ("filters", "bn_epsilon", "output_range") if k in config}
-        if include_top:
-            classes = config.get("classes", 1)
-            kwargs["classes"] = classes
-            kwargs["head"] = config.get("head") or (
-                "regression" if classes == 1 else "categorical"
-            )
-        return build(include_top=include_top, weights=None, input_shape=shape, **kwargs)
-    depth = int(architecture[len(fam):])
-    kwargs = {
-        k: config[k]
-        for k in ("bn_epsilon", "block_layout", "filters", "growth_rate", "stem_filters")
-        if k in config
-    }
-    if include_top:
-        kwargs.update(classes=config.get("classes", 1), classifier_activation=None)
-    return build(depth, include_top=include_top, weights=None, input_shape=shape, **kwargs)
-
-
 def _save_atomic(model, output, tag):
     output = os.fspath(output)
     if not output.endswith(".weights.h5"):
         raise ValueError(f"Converted weights must be saved as .weights.h5, got {output}.")
-    folder = os.path.dirname(os.path.abspath(output))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".convert-", suffix=".weights.h5", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_write(output) as tmp:
         model.save_weights(tmp)
         with h5py.File(tmp, "a") as f:
             f.attrs[SOURCE_ATTR] = tag
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return output
 
 
-def _convert(path, output, architecture, format, config, tag, include_top=None):
+def _convert(path, output, architecture, format, config, tag, include_top, build):
     layer_weights = read_checkpoint(path, architecture, format)
     if family(architecture) == "sfcn":
         config = {**sfcn_converters.config_of(layer_weights), **config}
     if include_top is None or include_top:
         include_top = any(name in layer_weights for name in HEAD_LAYERS)
-    model = _build(architecture, config, include_top)
+    model = build(architecture, config, include_top)
     assign(model, layer_weights, include_top=include_top, source=os.fspath(path))
     return _save_atomic(model, output, tag)
 
 
-def convert(path, output=None, *, architecture="sfcn", format=None):
-    """Convert a published checkpoint into a Keras ``.weights.h5`` file.
-
-    The architecture's details (filters, classes, BatchNorm epsilon) are read from the
-    checkpoint; the result loads with ``model.load_weights`` or ``weights=``.
-
-    Args:
-        path: PyTorch ``.p/.pt/.pth`` (Peng et al.) or legacy Keras ``.h5`` (pyment).
-        output: where to write; default ``path`` with its suffix replaced by
-            ``.weights.h5``. Written under a temporary name and renamed when complete.
-        architecture: the kerasbrain family, ``"sfcn"``.
-        format: ``"torch"`` or ``"legacy-h5"``; by default from the file.
-
-    Returns:
-        the output path.
-    """
-    source = os.fspath(path)
-    if output is None:
-        output = os.path.splitext(source)[0] + ".weights.h5"
-    fmt = _FORMAT_ALIASES.get(format, format) or file_format(source)
-    config = checkpoint_config(source, architecture) if fmt != "keras" else {}
-    return _convert(source, output, architecture, fmt, config, f"file:{os.path.basename(source)}")
-
-
-def converted_file(spec):
+def converted_file(spec, build):
     """The converted ``.weights.h5`` of a registry entry: downloaded, verified and
-    converted on first use, then reused (its ``kerasbrain_source`` attribute records the
-    published hash it came from)."""
+    converted on first use into ``build(architecture, config, include_top)``'s model, then
+    reused (its ``kerasbrain_source`` attribute records the published hash it came from)."""
     spec = get_spec(spec)
     tag = ",".join(f.git_blob_sha1 or f.sha256 for f in spec.files)
     output = os.path.join(download.cache_dir(), f"{spec.key.replace(':', '-')}.weights.h5")
@@ -277,35 +211,26 @@ def converted_file(spec):
         os.remove(output)
     paths = download.get_file(spec.architecture, spec.key)
     if not isinstance(paths, str):
-        if _FORMAT_ALIASES.get(spec.format) != "tf-checkpoint":
+        if FORMAT_ALIASES.get(spec.format) != "tf-checkpoint":
             raise ValueError(f"Weights {spec.key!r} have {len(paths)} files; no converter for them.")
         paths = tf_checkpoint.checkpoint_prefix(paths[0])
-    return _convert(paths, output, spec.architecture, spec.format, spec.config, tag, True)
+    return _convert(paths, output, spec.architecture, spec.format, spec.config, tag, True, build)
 
 
 def _has_top(model):
     return any(layer.name in HEAD_LAYERS for layer in model.layers)
 
 
-def _target(model):
-    """``(architecture, target)`` of a kerasbrain model, read from its layer names."""
-    names = {layer.name for layer in model.layers}
-    if "block0_conv" in names:
-        return "sfcn", {}
-    blocks = [sum(1 for n in names if re.fullmatch(rf"conv{i}_block\d+_concat", n))
-              for i in range(2, 6)]
-    if all(blocks):
-        return "densenet", {"blocks": tuple(blocks)}
-    stages = [sum(1 for n in names if re.fullmatch(rf"conv{i}_block\d+_add", n))
-              for i in range(2, 6)]
-    if all(stages):
-        bottleneck = any(n.endswith("_3_conv") for n in names)
-        layout = (bottleneck, tuple(stages))
-        return "resnet", {"depth": monai_converters.RESNET_DEPTHS.get(layout)}
-    raise ValueError(
-        f"Model {model.name!r}: cannot tell its family from its layers; load a .weights.h5 "
-        "file with model.load_weights instead."
-    )
+def target_of(architecture):
+    """What a checkpoint must match for ``architecture``: DenseNet ``blocks``, ResNet ``depth``."""
+    fam = family(architecture)
+    depth = architecture[len(fam):]
+    if fam == "densenet" and depth:
+        blocks = {d: b for b, d in monai_converters.DENSENET_DEPTHS.items()}.get(int(depth))
+        return {"blocks": blocks} if blocks else {}
+    if fam == "resnet" and depth.isdigit():
+        return {"depth": int(depth)}
+    return {}
 
 
 def _is_path(weights):
@@ -314,7 +239,7 @@ def _is_path(weights):
     )
 
 
-def load_weights(model, weights, include_top=None):
+def load_weights(model, weights, include_top=None, architecture=None, build=None):
     """Load registry or local weights into ``model``.
 
     Args:
@@ -324,6 +249,11 @@ def load_weights(model, weights, include_top=None):
             ``.p/.pt/.pth`` checkpoint.
         include_top: whether ``model`` has the head; ``False`` loads the trunk only.
             Default: whether the model has a ``predictions`` layer.
+        architecture: what ``model`` is (``"sfcn"``, ``"densenet201"``, ``"resnet18"``),
+            for reading a checkpoint; default ``model.name`` (the constructors' names).
+        build: ``build(architecture, config, include_top)`` -> the model a registry
+            checkpoint converts into (the family's ``checkpoint_model``); without it a
+            registry checkpoint is assigned to ``model`` directly and not cached.
 
     Returns:
         ``model``.
@@ -334,9 +264,18 @@ def load_weights(model, weights, include_top=None):
     """
     if include_top is None:
         include_top = _has_top(model)
+    architecture = architecture or model.name
     if isinstance(weights, WeightSpec) or not _is_path(weights):
         spec = get_spec(weights)
-        path = converted_file(spec)
+        if build is None:
+            paths = download.get_file(spec.architecture, spec.key)
+            if not isinstance(paths, str):
+                paths = tf_checkpoint.checkpoint_prefix(paths[0])
+            layer_weights = read_checkpoint(paths, spec.architecture, spec.format,
+                                            **target_of(architecture))
+            assign(model, layer_weights, include_top, source=f"weights {spec.key!r} ({paths})")
+            return model
+        path = converted_file(spec, build)
         _load_keras(model, path, source=f"weights {spec.key!r} ({path})")
         return model
     path = os.fspath(weights)
@@ -349,8 +288,12 @@ def load_weights(model, weights, include_top=None):
     if fmt == "keras":
         _load_keras(model, path, source=path)
     else:
-        architecture, target = _target(model)
-        layer_weights = read_checkpoint(path, architecture, fmt, **target)
+        if (family(architecture), fmt) not in _CONVERTERS:
+            raise ValueError(
+                f"{path}: no converter from {fmt!r} checkpoints to {architecture!r}; pass "
+                "architecture= (e.g. 'sfcn', 'densenet201', 'resnet18') when the model's name "
+                "is not its architecture.")
+        layer_weights = read_checkpoint(path, architecture, fmt, **target_of(architecture))
         assign(model, layer_weights, include_top, source=path)
     return model
 

@@ -96,10 +96,6 @@ def _rebuild_parameter(data, *unused):
     return data
 
 
-def _storage_dtype(name):
-    return _StorageType(name)
-
-
 def _torch_size(values=()):
     return tuple(values)
 
