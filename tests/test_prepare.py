@@ -35,7 +35,7 @@ class BrightTissue(keras.layers.Layer):
     def call(self, x):
         low = ops.min(x, axis=(1, 2, 3, 4), keepdims=True)
         high = ops.max(x, axis=(1, 2, 3, 4), keepdims=True)
-        p = ops.sigmoid(40.0 * ((x - low) / (high - low) - 0.4))
+        p = ops.sigmoid(2000.0 * ((x - low) / (high - low) - 0.4))
         return ops.concatenate([1.0 - p, p], axis=-1)
 
 
@@ -173,6 +173,7 @@ def test_cli_prepare_end_to_end(networks, heads, tmp_path):
         assert base64.b64decode(data).startswith(b"\x89PNG\r\n\x1a\n")
 
 
+@pytest.mark.backend_independent
 def test_report_sorts_worst_first_and_flags():
     from kerasbrain.data.pipeline import flags
     from kerasbrain.data.qc import report_html
@@ -211,3 +212,26 @@ def test_template_mask_and_grid_overlap():
         [[1, 0, 0, 10], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]), "ukb")
     assert registration_overlap(shifted.array > 0.2) < 0.9
     assert os.path.basename(template.path).startswith("mni_icbm152_t1")
+
+
+@pytest.mark.slow
+@pytest.mark.backend_independent
+def test_cli_predict_with_prepare(networks, heads, tmp_path):
+    from kerasbrain import inference
+
+    inputs = keras.Input((160, 192, 160, 1))
+    outputs = keras.layers.Dense(1, name="age")(keras.layers.GlobalAveragePooling3D()(inputs))
+    model = keras.Model(inputs, outputs)
+    inference.save_model(model, tmp_path / "model.keras", Preprocessor.for_weights("ukb"))
+    out = tmp_path / "ages.csv"
+    assert cli.main(["predict", str(heads / "sub-0000_T1w.nii.gz"), "--model",
+                     str(tmp_path / "model.keras"), "--prepare", "-o", str(out)]) == 0
+    result = pd.read_csv(out)
+    assert len(result) == 1 and np.isfinite(result.filter(like="predicted").to_numpy()).all()
+    prepared = tmp_path / "ages_prepared"
+    assert (prepared / "report.html").exists() and (prepared / "prepared.csv").exists()
+    # the model saw the registered brain: its mean through the dense layer
+    x = Preprocessor.for_weights("ukb")(str(prepared / "sub-0000_T1w_mni.nii.gz"))
+    expected = model.predict(x[None, ..., None], verbose=0)[0, 0]
+    np.testing.assert_allclose(result.filter(like="predicted").to_numpy()[0, 0], expected,
+                               rtol=1e-4)
