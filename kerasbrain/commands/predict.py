@@ -41,6 +41,9 @@ def add_parser(subparsers):
                         help="fitted kerasbrain.brainage.BiasCorrection (JSON) for the gap")
     parser.add_argument("--path-column", default="path", help="image path column of tables")
     parser.add_argument("--qc", metavar="DIR", help="write one PNG of the preprocessed central slices per scan")
+    parser.add_argument("--prepare", action="store_true",
+                        help="skull-strip and register raw heads first (`kerasbrain prepare`) into "
+                             "OUT_prepared/, with its QC report")
     parser.add_argument("--batch-size", type=int, default=4, help="scans per model call (default 4)")
     parser.add_argument("--adapt", action="store_true",
                         help="first re-estimate the model's BatchNorm statistics on the scans being "
@@ -80,6 +83,13 @@ def run(args):
     age_column = args.age_column
     if age_column is None and "age" in scans.columns and predictor.info.get("brain_age_task"):
         age_column = "age"
+    if args.prepare:
+        from kerasbrain.commands.prepare import prepare_scans
+
+        folder = os.path.splitext(args.output)[0] + "_prepared"
+        print(f"preparing {len(scans)} scan(s) into {folder}", file=sys.stderr)
+        scans = prepare_scans(scans, folder, weights=predictor.preprocessor.name or args.weights,
+                              title=f"kerasbrain predict --prepare -o {args.output}")
     if args.adapt:
         from kerasbrain.transfer import adapt_batchnorm
 

@@ -24,6 +24,11 @@ _NAMES = {
     "resample": "preprocess",
     "bounding_box": "preprocess",
     "extract_brain": "brain",
+    "register": "registration",
+    "AffineTransform": "registration",
+    "apply_transform": "registration",
+    "to_native": "registration",
+    "prepare": "pipeline",
     "PRESETS": "presets",
     "get_preset": "presets",
     "list_presets": "presets",
@@ -51,5 +56,6 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted([*__all__, "brain", "dataset", "inputs", "io", "preprocess", "presets", "table",
+    return sorted([*__all__, "brain", "dataset", "inputs", "io", "pipeline", "preprocess",
+                   "presets", "qc", "registration", "table", "template",
                    "tfrecords"])
