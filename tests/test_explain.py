@@ -78,6 +78,25 @@ def test_integrated_gradients_of_a_linear_model_is_exact():
     np.testing.assert_allclose(maps[0], x[0, ..., 0] * w, rtol=1e-4, atol=1e-7)
 
 
+def test_gauss_rule_is_exact_for_a_cubic_model():
+    # f = (w.x + b)^3: along the path the integrand is a quadratic in the path parameter,
+    # which 2 Gauss-Legendre nodes integrate exactly and 2 midpoint or trapezoid steps do not.
+    inputs = keras.Input((*SHAPE, 1))
+    d = keras.layers.Dense(1, bias_initializer="ones", name="out")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, keras.layers.Multiply()([d, d, d]))
+    x = volumes(2)
+    delta = predict(model, x)[:, 0] - predict(model, np.zeros_like(x))[:, 0]
+    for rule, exact in (("gauss", True), ("midpoint", False), ("trapezoid", False)):
+        total = explain.integrated_gradients(model, x, steps=2, rule=rule).sum(axis=(1, 2, 3))
+        error = np.abs(total - delta) / np.abs(delta)
+        assert (error.max() < 1e-4) == exact, (rule, error)
+    alphas, weights = explain.path_nodes(5, "trapezoid")
+    np.testing.assert_allclose(alphas, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(weights, [0.125, 0.25, 0.25, 0.25, 0.125])
+    with pytest.raises(ValueError, match="rule must be one of"):
+        explain.integrated_gradients(model, x, steps=2, rule="simpson")
+
+
 def test_soft_classification_head_explains_the_expected_age():
     model = sfcn_like(head="multitask")
     x = volumes()
