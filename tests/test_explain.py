@@ -180,6 +180,33 @@ def test_gradcam_points_at_the_octant_the_answer_depends_on():
     assert np.abs(occ[:, ~octant]).max() < 1e-4 * occ.max() and occ[:, octant].min() > 0
 
 
+def test_hirescam_keeps_where_the_gradient_is():
+    # the output reads the features of one octant only (Flatten + Dense): HiResCAM is zero
+    # elsewhere, Grad-CAM's channel-mean weights spread over the whole map
+    inputs = keras.Input((*SHAPE, 1))
+    f = keras.layers.Conv3D(2, 3, padding="same", kernel_initializer="ones", name="features")(inputs)
+    dense = keras.layers.Dense(1, name="out")
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(f)))
+    kernel = np.zeros((*SHAPE, 2, 1), "float32")
+    kernel[:8, 8:, :8] = 1.0
+    dense.kernel.assign(kernel.reshape(-1, 1))
+    x = volumes(2) + 0.5
+    octant = np.zeros(SHAPE, bool)
+    octant[:8, 8:, :8] = True
+    hires = explain.gradcam(model, x, layer="features", variant="hirescam", upsampled=False)
+    plain = explain.gradcam(model, x, layer="features", upsampled=False)
+    assert hires[:, ~octant].max() == 0 and hires[:, octant].min() > 0
+    assert plain[:, ~octant].min() > 0
+    # the map sums to the output less the bias (the head is linear in the features)
+    np.testing.assert_allclose(hires.sum(axis=(1, 2, 3)), predict(model, x)[:, 0], rtol=1e-4)
+    # with global average pooling the gradient is the same everywhere: Grad-CAM = HiResCAM
+    gap = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.GlobalAveragePooling3D()(f)))
+    np.testing.assert_allclose(explain.gradcam(gap, x, layer="features", variant="hirescam"),
+                               explain.gradcam(gap, x, layer="features"), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        explain.gradcam(model, x, variant="scorecam")
+
+
 def test_bad_inputs_name_the_problem():
     model = sfcn_like()
     x = volumes(1)

@@ -38,9 +38,9 @@ VARIANTS = ("gradcam", "gradcam++", "hirescam")
 
 
 def feature_gradients(model, volumes, layer=None, output=None, batch_size=4, index=None, decode=None):
-    """Yield ``(A, dF/dA)`` per batch: a 3D feature map ``(b, a, b, c, channels)`` and the
-    gradient of the explained value with respect to it (same shape); also returns the
-    volumes' shape on the first ``next``: the generator yields ``x.shape`` first."""
+    """Yield the volumes' batch shape ``(n, x, y, z, c)``, then per batch of volumes
+    ``(A, dF/dA)``: the 3D feature map ``(b, i, j, k, channels)`` of ``layer`` and the
+    gradient of the explained value with respect to it (float64, same shape)."""
     batch_size = _common.check_steps(batch_size, "batch_size")
     graph, x, target = _common.prepare(model, volumes, output, index, decode)
     step = feature_layer(graph, layer)
