@@ -1,4 +1,5 @@
-"""Grad-CAM (Selvaraju et al. 2017) for 3D feature maps, and occlusion (Zeiler & Fergus 2014)."""
+"""Grad-CAM (Selvaraju et al. 2017), Grad-CAM++ and HiResCAM for 3D feature maps, and
+occlusion (Zeiler & Fergus 2014)."""
 
 import numpy as np
 
@@ -91,6 +92,9 @@ def class_activation(a, g, variant="gradcam"):
 def gradcam(model, volumes, layer=None, output=None, batch_size=4, index=None, decode=None,
             upsampled=True, variant="gradcam"):
     """Grad-CAM: ``ReLU(sum_c mean(dF/dA_c) * A_c)`` on a 3D feature map ``A``.
+
+    ``variant="hirescam"`` gives ``ReLU(sum_c dF/dA_c * A_c)``, the gradient kept voxel by
+    voxel: it localises small structures that the channel means average away.
 
     Args:
         model: a functional Keras model with one volume input.
