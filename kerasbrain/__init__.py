@@ -24,6 +24,7 @@ _SUBMODULES = (
     "layers",
     "models",
     "progress",
+    "pretraining",
     "scale",
     "tasks",
     "training",

@@ -16,6 +16,8 @@ COMMANDS = {
     "demo": "kerasbrain.demo",
     "explain": "kerasbrain.commands.explain",
     "predict": "kerasbrain.commands.predict",
+    "prepare": "kerasbrain.commands.prepare",
+    "pretrain": "kerasbrain.commands.pretrain",
     "tfrecords": "kerasbrain.commands.tfrecords",
     "train": "kerasbrain.commands.train",
     "finetune": "kerasbrain.commands.train",

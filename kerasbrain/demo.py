@@ -4,10 +4,13 @@
    (`kerasbrain.datasets.synthetic`: synthetic images with known effects);
 2. pretrain a multi-task SFCN (reduced width and resolution) on the large cohort
    (age, sex and ventricle volume, with a share of every label missing);
-3. run a learning curve on the small cohort's disease label: training sizes x
-   resamples x strategies (scratch, frozen, full fine-tuning, linear on features),
-   each evaluated on one fixed held-out set;
-4. write the pretrained model (``pretrained.keras`` + ``pretrained.json``, ready for
+3. predict brain age on the unseen site before and after adapting the BatchNorm
+   statistics to its scans (`kerasbrain.transfer.adapt_batchnorm`);
+4. run a learning curve on the small cohort's disease label: training sizes x
+   resamples x strategies (scratch, frozen, full fine-tuning, linear on features; frozen
+   and linear also with BatchNorm adapted to the training draw), each evaluated on one
+   fixed held-out set;
+5. write the pretrained model (``pretrained.keras`` + ``pretrained.json``, ready for
    ``kerasbrain predict``), the results CSV, a learning-curve PNG and a brain-age PNG.
 
     from kerasbrain import demo
@@ -28,9 +31,10 @@ import time
 import numpy as np
 
 from kerasbrain.datasets.synthetic import make_cohort
-from kerasbrain.files import save_figure
+from kerasbrain.files import save_figure, write_text
 
 STRATEGIES = ("scratch", "frozen", "full", "linear")
+ADAPTED = ("frozen-adapted", "linear-adapted")
 
 
 @dataclasses.dataclass
@@ -50,6 +54,11 @@ class DemoConfig:
             learning_rate (pretraining; fine-tuning uses a third of it, a frozen
             backbone's new head, a linear probe without dropout, ten times it): training
             settings.
+        adapt_batchnorm: add the frozen and linear strategies with BatchNorm statistics
+            adapted to each training draw.
+        ssl_epochs: epochs of self-supervised (SimCLR) pretraining on the large cohort
+            without labels; its backbone adds the strategies ``ssl_full`` and
+            ``ssl_linear`` to the learning curve (0 leaves them out).
         seed: seeds the cohorts, the draws and the weights.
     """
 
@@ -70,6 +79,8 @@ class DemoConfig:
     finetune_batch_size: int = 8
     learning_rate: float = 3e-3
     strategies: tuple = STRATEGIES
+    adapt_batchnorm: bool = True
+    ssl_epochs: int = 0
     seed: int = 0
 
     @classmethod
@@ -83,7 +94,7 @@ class DemoConfig:
         """Seconds: for tests (one training size; scratch, frozen and linear only)."""
         return cls(n_pretrain=128, n_small=72, n_test=40, sizes=(24,), resamples=3,
                    strategies=("scratch", "frozen", "linear"), filters=(4, 8, 8, 8, 8, 8),
-                   pretrain_epochs=6, finetune_epochs=6, batch_size=8)
+                   pretrain_epochs=6, finetune_epochs=6, batch_size=8, ssl_epochs=0)
 
 
 @dataclasses.dataclass
@@ -144,7 +155,7 @@ def pretrain(x, table, config, log=print):
     """
     import keras
 
-    from kerasbrain import applications, models
+    from kerasbrain import applications, models, transfer
     from kerasbrain import tasks as tasks_lib
 
     rng = np.random.default_rng(config.seed)
@@ -157,11 +168,6 @@ def pretrain(x, table, config, log=print):
     y, w = tasks_lib.encode_labels(tasks, labels)
     backbone = applications.SFCN(weights=None, include_top=False, input_shape=(*config.shape, 1),
                                  pooling="avg", filters=config.filters, dropout=0.0)
-    # BatchNorm moving statistics must settle within a short run: momentum from the step count.
-    steps = config.pretrain_epochs * int(np.ceil(0.85 * len(x) / config.batch_size))
-    for layer in backbone.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = float(min(0.99, max(0.8, 1.0 - 10.0 / steps)))
     model = models.multitask(backbone, tasks, dropout=0.2)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     log(f"pretraining a multi-task SFCN ({backbone.count_params():,} backbone parameters) on "
@@ -169,7 +175,26 @@ def pretrain(x, table, config, log=print):
         f"labels present: " + ", ".join(f"{t.name} {int(w[t.name].sum())}" for t in tasks))
     history = model.fit(x, y, sample_weight=w, epochs=config.pretrain_epochs,
                         batch_size=config.batch_size, validation_split=0.15, verbose=2)
+    # population statistics of the training scans instead of the moving averages of the last
+    # batches (closer to the batch statistics the model trained with; docs/transfer.md)
+    transfer.adapt_batchnorm(model, x[:int(len(x) * (1 - 0.15))], verbose=0)
     return model, history
+
+
+def pretrain_self_supervised(x, config):
+    """SimCLR (`kerasbrain.pretraining.Contrastive`) on ``x`` without labels; returns the backbone."""
+    import keras
+
+    from kerasbrain import applications, pretraining, transfer
+
+    keras.utils.set_random_seed(config.seed)
+    backbone = applications.SFCN(weights=None, include_top=False, input_shape=(*config.shape, 1),
+                                 pooling="avg", filters=config.filters, dropout=0.0)
+    model = pretraining.Contrastive(backbone, projection_dim=64, seed=config.seed)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(x, batch_size=32, epochs=config.ssl_epochs, verbose=2)
+    # population statistics of the unaugmented scans, as after supervised pretraining
+    return transfer.adapt_batchnorm(model.backbone, x, verbose=0)
 
 
 def run(out_dir="kerasbrain-demo", config=None, log=print):
@@ -207,13 +232,21 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
                    title=f"unseen site: MAE {mae:.1f} years (no fine-tuning)")
     step(f"brain age on the unseen site without fine-tuning: MAE {mae:.2f} years, "
          f"r {pretrain_metrics['unseen_site_age_r']:.2f}")
+    adapted = transfer.adapt_batchnorm(transfer.copy_model(model), x_small, verbose=0)
+    predicted = adapted.predict(x_small, verbose=0)["age"][:, 0]
+    pretrain_metrics["unseen_site_age_mae_adapted"] = float(np.mean(np.abs(predicted - small["age"])))
+    step(f"... after adapting BatchNorm statistics to the site's {len(x_small)} scans (no labels): "
+         f"MAE {pretrain_metrics['unseen_site_age_mae_adapted']:.2f} years")
 
     step(f"learning curve on the unseen site's disease label: sizes {list(config.sizes)}, "
          f"{config.resamples} resamples, strategies {list(config.strategies)}")
     curve_dir = os.path.join(out_dir, "learning_curve")
     shutil.rmtree(os.path.join(curve_dir, "cells"), ignore_errors=True)  # never reuse old cells
     pool, test = np.arange(config.n_test, len(small)), np.arange(config.n_test)
-    total_cells = len(config.sizes) * config.resamples * len(config.strategies)
+    adapted = [s for s in ADAPTED if config.adapt_batchnorm and s.split("-")[0] in config.strategies]
+    ssl_strategies = 2 if config.ssl_epochs else 0
+    total_cells = len(config.sizes) * config.resamples * (len(config.strategies) + len(adapted) + ssl_strategies)
+    report_cell = _cell_reporter(step, total_cells)
     table = transfer.learning_curve(
         (x_small[pool], small.iloc[pool].reset_index(drop=True)),
         [tasks.Binary("disease")],
@@ -226,10 +259,26 @@ def run(out_dir="kerasbrain-demo", config=None, log=print):
         batch_size=config.finetune_batch_size,
         out_dir=curve_dir,
         seed=config.seed,
-        on_cell=_cell_reporter(step, total_cells),
+        on_cell=report_cell,
+        adapt_batchnorm=config.adapt_batchnorm,
         finetune_kwargs={"learning_rate": config.learning_rate / 3,
                          "frozen": {"learning_rate": config.learning_rate * 10 / 3, "dropout": 0.0}},
     )
+    if config.ssl_epochs:
+        import pandas as pd
+
+        step(f"self-supervised pretraining (SimCLR, no labels) on the large cohort, {config.ssl_epochs} epochs")
+        ssl = transfer.learning_curve(
+            (x_small[pool], small.iloc[pool].reset_index(drop=True)), [tasks.Binary("disease")],
+            sizes=config.sizes, resamples=config.resamples, strategies=("full", "linear"),
+            test=(x_small[test], small.iloc[test].reset_index(drop=True)),
+            backbone=pretrain_self_supervised(x_large, config), epochs=config.finetune_epochs,
+            batch_size=config.finetune_batch_size, seed=config.seed, on_cell=report_cell,
+            finetune_kwargs={"learning_rate": config.learning_rate / 3})
+        table = pd.concat([table, ssl.assign(strategy="ssl_" + ssl["strategy"])], ignore_index=True)
+        write_text(os.path.join(curve_dir, "results.csv"), table.to_csv(index=False))
+        write_text(os.path.join(curve_dir, "summary.csv"), transfer.summarize(table).to_csv(index=False))
+        transfer.plot_learning_curve(table, os.path.join(curve_dir, "learning_curve.png"), [tasks.Binary("disease")])
     files["results_csv"] = os.path.join(curve_dir, "results.csv")
     files["summary_csv"] = os.path.join(curve_dir, "summary.csv")
     files["learning_curve_png"] = os.path.join(curve_dir, "learning_curve.png")
@@ -290,8 +339,12 @@ def plot_brain_age(age, predicted, disease, path, title=None):
 def summary(result):
     """The demo's report: medians per strategy and size, and the measured comparison."""
     medians = result.table.groupby(["metric", "size", "strategy"])["value"].median().unstack("strategy")
-    order = [s for s in STRATEGIES if s in medians.columns]
-    lines = ["median over resamples (held-out set of the unseen site):",
+    order = [s for s in (*STRATEGIES, *ADAPTED, "ssl_full", "ssl_linear") if s in medians.columns]
+    metrics = result.pretrain_metrics
+    lines = [f"brain age on the unseen site without fine-tuning: MAE {metrics['unseen_site_age_mae']:.1f} "
+             f"years; after adapting BatchNorm statistics to its scans: "
+             f"{metrics.get('unseen_site_age_mae_adapted', float('nan')):.1f} years\n",
+             "median over resamples (held-out set of the unseen site):",
              medians[order].round(3).to_string()]
     comparison = result.comparison
     scratch = comparison["medians"].get("scratch", float("nan"))
@@ -336,12 +389,19 @@ def add_arguments(parser):
                         help="output folder (default: ./kerasbrain-demo)")
     parser.add_argument("--quick", action="store_true", help="about half the work")
     parser.add_argument("--seed", type=int, default=0, help="seed of cohorts, draws and weights")
+    parser.add_argument("--ssl-epochs", type=int, default=0, metavar="N",
+                        help="also pretrain a SimCLR backbone on the large cohort without labels for "
+                             "N epochs and add it to the learning curve as ssl_full / ssl_linear "
+                             "(default 0: off; roughly a minute per epoch on 2 CPU cores)")
 
 
 def main(args):
     """Run the demo for parsed command-line ``args`` and print its report."""
     config = DemoConfig.quick() if args.quick else DemoConfig()
     config.seed = args.seed
+    if args.ssl_epochs < 0:
+        raise ValueError(f"--ssl-epochs must be 0 or more, got {args.ssl_epochs}")
+    config.ssl_epochs = args.ssl_epochs
     result = run(args.out, config)
     print()
     print(summary(result))

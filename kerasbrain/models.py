@@ -229,7 +229,8 @@ def load_model(path, compile=True, **kwargs):
     import os
     import zipfile
 
-    for module in ("kerasbrain.layers", "kerasbrain.applications.convnext"):
+    for module in ("kerasbrain.layers", "kerasbrain.applications.convnext",
+                   "kerasbrain.applications.pretrained"):
         importlib.import_module(module)
     name = os.fspath(path)
     if name.endswith(".keras"):

@@ -117,8 +117,10 @@ def load_data(source, tasks, batch_size, shuffle, seed, augment=None, **shards):
         except (OSError, EOFError, zipfile.BadZipFile) as error:
             raise ValueError(f"{source['npz']}: not a readable NumPy archive: {error}") from None
     elif "table" in source:
-        x, table = _load_table(source["table"], source.get("path_column", "path"),
-                               [task.name for task in tasks])
+        from kerasbrain.datasets.tabular import load_dataset
+
+        x, table = load_dataset(source["table"], path_column=source.get("path_column", "path"),
+                                labels=[task.name for task in tasks], progress=False)
     else:
         raise ValueError(f"data source {source!r} must have one of tfrecords, table, npz.")
     if x.ndim == 4:
@@ -148,29 +150,6 @@ def _check_manifest_labels(folder, tasks):
         if task.kind in ("binary", "categorical") and count["distinct"] < 2:
             raise ValueError(f"{folder}: label {task.name!r} holds one class only in all "
                              f"{count['present']} labelled records; a classifier needs two.")
-
-
-def _load_table(path, path_column, labels):
-    """Volumes and the ``labels`` columns of a CSV/TSV (checked as ``write_tfrecords``
-    checks them: a column mixing numbers and text is an error naming the rows)."""
-    import nibabel as nib
-    import numpy as np
-
-    from kerasbrain.data import read_table
-
-    table = read_table(path, labels=labels, path_column=path_column).frame
-    volumes = []
-    for row, file in enumerate(table["path"]):
-        if not os.path.exists(file):
-            raise FileNotFoundError(f"{path}: row {row}: volume not found: {file}")
-        try:
-            volumes.append(np.asarray(nib.load(file).dataobj, dtype="float32"))
-        except Exception as error:  # noqa: BLE001 - nibabel/zlib/EOF errors lack the file name
-            raise ValueError(f"{path}: row {row}: cannot read {file}: {error}") from None
-    shapes = {v.shape for v in volumes}
-    if len(shapes) != 1:
-        raise ValueError(f"{path}: volumes differ in shape {sorted(shapes)}; preprocess them first.")
-    return np.stack(volumes), table
 
 
 def build_model(config, tasks):

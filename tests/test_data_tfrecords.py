@@ -17,7 +17,7 @@ from kerasbrain.data import (
     volume_dataset,
     write_tfrecords,
 )
-from kerasbrain.data.tfrecords import encode_volume
+from kerasbrain.data.encoding import encode_volume
 
 pytestmark = pytest.mark.backend_independent
 

@@ -20,7 +20,7 @@ def test_pretrained_beats_scratch_at_smallest_size(result):
     _, res = result
     config = demo.DemoConfig.tiny()
     table = res.table
-    assert set(table["strategy"]) == set(config.strategies)
+    assert set(table["strategy"]) == {*config.strategies, "frozen-adapted", "linear-adapted"}
     assert sorted(set(table["size"])) == list(config.sizes)
     assert set(table["resample"]) == set(range(config.resamples))
     auc = table[(table["metric"] == "auc") & (table["size"] == config.sizes[0])]
@@ -42,3 +42,4 @@ def test_outputs_written_and_model_predicts(result):
     predictor = inference.Predictor.from_model(res.files["model"])
     assert [d[1] for d in predictor.decoders] == ["age", "sex", "ventricle_volume_ml"]
     assert np.isfinite(res.pretrain_metrics["unseen_site_age_mae"])
+    assert np.isfinite(res.pretrain_metrics["unseen_site_age_mae_adapted"])

@@ -47,6 +47,7 @@ def dataset(tmp_path_factory):
         scans / f"{table.participant_id[2]}_T1w.nii.gz")
     table.assign(path=[f"{p}_T1w.nii.gz" for p in table.participant_id]).to_csv(
         scans / "participants.tsv", sep="\t", index=False)
+    keras.utils.set_random_seed(0)  # module-scoped: runs before the per-test seed
     model = tiny_model()
     prep = preprocessor()
     training = np.stack([prep(_ras_volume(v)) for v in volumes])

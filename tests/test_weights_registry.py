@@ -10,6 +10,7 @@ from kerasbrain.weights import get_spec, list_weights, registry
 pytestmark = pytest.mark.backend_independent
 
 HEX40 = re.compile(r"^[0-9a-f]{40}$")
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
 EXPECTED = {
     "ukb", "ukb-sex", "brain-age-2022:regression", "brain-age-2022:ranking",
     "brain-age-2022:soft", *(f"dementia-2024:fold-{i}" for i in range(5)),
@@ -25,12 +26,16 @@ def test_every_entry_is_complete():
             assert getattr(spec, field), f"{key}: {field} is empty"
         assert spec.files, key
         for file_spec in spec.files:
-            if spec.verification != "SHA-256 pinned on first download":
+            if spec.verification == "SHA-256":
+                assert HEX64.match(file_spec.sha256 or ""), f"{key}: {file_spec}"
+            elif spec.verification != "SHA-256 pinned on first download":
                 assert HEX40.match(file_spec.git_blob_sha1 or ""), f"{key}: {file_spec}"
             assert file_spec.url.startswith("https://"), key
             assert file_spec.filename and "/" not in file_spec.filename
         config = spec.config
-        assert len(config["input_shape"]) == 4 and "bn_epsilon" in config, key
+        assert len(config["input_shape"]) == 4, key
+        if spec.format != "torchscript":  # LinkNet3D uses instance normalisation only
+            assert "bn_epsilon" in config, key
         if spec.architecture == "sfcn":
             for field in ("head", "classes", "filters"):
                 assert field in config, f"{key}: config lacks {field}"
@@ -51,6 +56,23 @@ def test_published_facts():
     assert get_spec("brain-age-2022", head="ranking").config["classes"] == 91
     assert get_spec("brain-age-2022:soft").config["classes"] == 93
     assert get_spec("dementia-2024").variant == "fold-0"
+
+
+def test_deepbet_entries_point_into_the_published_wheel():
+    for name, member, sha256, size in (
+        ("deepbet", "model.pt",
+         "de8ee7c69654d0dd3935dc4a5d84571d8ecf4637a6bfc01df399c4c2bc86e0fd", 256),
+        ("deepbet-bbox", "bbox_model.pt",
+         "39a7b2b5f799faa1391ea97bfcdc0b9299f20d84f2316a4ff8918dc4685e40aa", 128),
+    ):
+        spec = get_spec(name, architecture="linknet3d")
+        (file_spec,) = spec.files
+        assert file_spec.member == f"data/models/{member}" and file_spec.sha256 == sha256
+        assert file_spec.url.endswith("/deepbet-1.0.2-py3-none-any.whl")
+        assert file_spec.archive_sha256 == (
+            "1999e2ea00ec48f6233b95b96f3901a962d3f70431c63aeb985e8a49a198473c")
+        assert file_spec.package == "deepbet==1.0.2" and spec.license == "MIT"
+        assert spec.input_shape == (size, size, size, 1)
 
 
 def test_unknown_name_lists_the_known_ones():

@@ -66,6 +66,10 @@ __all__ += [
     "EfficientNetV2M", "EfficientNetV2L", "MobileNetV2",
     "convnext", "efficientnet", "efficientnet_v2", "mobilenet_v2",
 ]
+from kerasbrain.applications import linknet  # noqa: E402
+from kerasbrain.applications.linknet import LinkNet3D  # noqa: E402
+
+__all__ += ["LinkNet3D", "linknet"]
 
 #: the one name -> constructor table: lower-case name (= registry architecture) -> constructor
 CONSTRUCTORS = {name.lower(): globals()[name] for name in __all__ if name[:1].isupper()}
@@ -85,4 +89,6 @@ def get(name):
     return constructor
 
 
-__all__ += ["CONSTRUCTORS", "get"]
+from kerasbrain.applications.pretrained import PretrainedModel  # noqa: E402  (not a constructor)
+
+__all__ += ["CONSTRUCTORS", "PretrainedModel", "get"]

@@ -248,6 +248,7 @@ def load_model_weights(model, weights, spec, weights_file, include_top, construc
     ``"imagenet"`` inflates ``constructor_2d``'s 2D ImageNet weights (cached), a registry
     spec or a file goes through ``kerasbrain.weights.load_weights`` (told the model's
     ``architecture`` and how to ``build`` the model a registry checkpoint converts into).
+    With a registry spec the result is a `PretrainedModel` that records it.
     """
     if weights == "imagenet":
         from kerasbrain.applications.inflate import load_imagenet
@@ -262,7 +263,9 @@ def load_model_weights(model, weights, spec, weights_file, include_top, construc
 
         weights_lib.load_weights(model, spec if spec is not None else weights_file,
                                  include_top=include_top, architecture=architecture, build=build)
-    return model
+    from kerasbrain.applications.pretrained import with_preset
+
+    return with_preset(model, spec)
 
 
 def checkpoint_builder(constructor):

@@ -21,7 +21,7 @@ import numpy as np
 from keras import ops
 
 from kerasbrain.applications import _common
-from kerasbrain.layers import DepthwiseConv3D
+from kerasbrain.layers import DepthwiseConv3D, FastConv3D
 
 MIN_SIZE = 32  # stem stride 4 and three stride-2 downsamplings
 
@@ -153,7 +153,7 @@ def ConvNeXt(
 
         stem = keras.Sequential(
             [
-                keras.layers.Conv3D(
+                FastConv3D(
                     projection_dims[0], kernel_size=4, strides=4, name=f"{name}_stem_conv"
                 ),
                 keras.layers.LayerNormalization(epsilon=1e-6, name=f"{name}_stem_layernorm"),
@@ -168,7 +168,7 @@ def ConvNeXt(
                         keras.layers.LayerNormalization(
                             epsilon=1e-6, name=f"{name}_downsampling_layernorm_{i}"
                         ),
-                        keras.layers.Conv3D(
+                        FastConv3D(
                             projection_dims[i + 1], kernel_size=2, strides=2,
                             name=f"{name}_downsampling_conv_{i}",
                         ),

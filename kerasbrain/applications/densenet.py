@@ -140,7 +140,7 @@ def transition_block(x, reduction, name, bn_epsilon=BN_EPSILON):
     """BN -> ReLU -> 1x1x1 conv to ``reduction`` x channels -> 2x2x2 average pooling."""
     x = keras.layers.BatchNormalization(epsilon=bn_epsilon, name=f"{name}_bn")(x)
     x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
-    x = keras.layers.Conv3D(
+    x = FastConv3D(
         int(x.shape[-1] * reduction), 1, use_bias=False, name=f"{name}_conv"
     )(x)
     return keras.layers.AveragePooling3D(2, strides=2, name=f"{name}_pool")(x)
@@ -150,10 +150,10 @@ def conv_block(x, growth_rate, name, bn_epsilon=BN_EPSILON):
     """BN -> ReLU -> 1x1x1 (4 x growth) -> BN -> ReLU -> 3x3x3 (growth), concatenated."""
     y = keras.layers.BatchNormalization(epsilon=bn_epsilon, name=f"{name}_0_bn")(x)
     y = keras.layers.Activation("relu", name=f"{name}_0_relu")(y)
-    y = keras.layers.Conv3D(4 * growth_rate, 1, use_bias=False, name=f"{name}_1_conv")(y)
+    y = FastConv3D(4 * growth_rate, 1, use_bias=False, name=f"{name}_1_conv")(y)
     y = keras.layers.BatchNormalization(epsilon=bn_epsilon, name=f"{name}_1_bn")(y)
     y = keras.layers.Activation("relu", name=f"{name}_1_relu")(y)
-    y = keras.layers.Conv3D(
+    y = FastConv3D(
         growth_rate, 3, padding="same", use_bias=False, name=f"{name}_2_conv"
     )(y)
     return keras.layers.Concatenate(name=f"{name}_concat")([x, y])

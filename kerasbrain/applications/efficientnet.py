@@ -22,7 +22,7 @@ import math
 import keras
 
 from kerasbrain.applications import _common
-from kerasbrain.layers import DepthwiseConv3D
+from kerasbrain.layers import DepthwiseConv3D, FastConv3D
 
 MIN_SIZE = 32  # five stride-2 stages
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
@@ -110,7 +110,7 @@ def EfficientNet(
         x = keras.layers.ZeroPadding3D(
             padding=_common.correct_pad(x, 3), name="stem_conv_pad"
         )(x)
-        x = keras.layers.Conv3D(
+        x = FastConv3D(
             round_filters(32), 3, strides=2, padding="valid", use_bias=False,
             kernel_initializer=CONV_KERNEL_INITIALIZER, name="stem_conv",
         )(x)
@@ -133,7 +133,7 @@ def EfficientNet(
                 )
                 b += 1
 
-        x = keras.layers.Conv3D(
+        x = FastConv3D(
             round_filters(1280), 1, padding="same", use_bias=False,
             kernel_initializer=CONV_KERNEL_INITIALIZER, name="top_conv",
         )(x)
@@ -163,7 +163,7 @@ def block(
     """MBConv: expand (1x1x1) -> depthwise -> squeeze-excite -> project, residual."""
     filters = filters_in * expand_ratio
     if expand_ratio != 1:
-        x = keras.layers.Conv3D(
+        x = FastConv3D(
             filters, 1, padding="same", use_bias=False,
             kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}expand_conv",
         )(inputs)
@@ -190,17 +190,17 @@ def block(
         filters_se = max(1, int(filters_in * se_ratio))
         se = keras.layers.GlobalAveragePooling3D(name=f"{name}se_squeeze")(x)
         se = keras.layers.Reshape((1, 1, 1, filters), name=f"{name}se_reshape")(se)
-        se = keras.layers.Conv3D(
+        se = FastConv3D(
             filters_se, 1, padding="same", activation=activation,
             kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}se_reduce",
         )(se)
-        se = keras.layers.Conv3D(
+        se = FastConv3D(
             filters, 1, padding="same", activation="sigmoid",
             kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}se_expand",
         )(se)
         x = keras.layers.Multiply(name=f"{name}se_excite")([x, se])
 
-    x = keras.layers.Conv3D(
+    x = FastConv3D(
         filters_out, 1, padding="same", use_bias=False,
         kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}project_conv",
     )(x)

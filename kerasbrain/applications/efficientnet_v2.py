@@ -20,7 +20,7 @@ import math
 import keras
 
 from kerasbrain.applications import _common
-from kerasbrain.layers import DepthwiseConv3D
+from kerasbrain.layers import DepthwiseConv3D, FastConv3D
 
 MIN_SIZE = 32  # five stride-2 stages
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
@@ -111,7 +111,7 @@ def MBConvBlock(input_filters, output_filters, expand_ratio=1, kernel_size=3, st
     def apply(inputs):
         filters = input_filters * expand_ratio
         if expand_ratio != 1:
-            x = keras.layers.Conv3D(
+            x = FastConv3D(
                 filters, 1, strides=1, kernel_initializer=CONV_KERNEL_INITIALIZER,
                 padding="same", use_bias=False, name=f"{name}expand_conv",
             )(inputs)
@@ -130,7 +130,7 @@ def MBConvBlock(input_filters, output_filters, expand_ratio=1, kernel_size=3, st
         if 0 < se_ratio <= 1:
             x = _squeeze_excite(x, input_filters, filters, se_ratio, activation, name)
 
-        x = keras.layers.Conv3D(
+        x = FastConv3D(
             output_filters, 1, strides=1, kernel_initializer=CONV_KERNEL_INITIALIZER,
             padding="same", use_bias=False, name=f"{name}project_conv",
         )(x)
@@ -154,7 +154,7 @@ def FusedMBConvBlock(input_filters, output_filters, expand_ratio=1, kernel_size=
     def apply(inputs):
         filters = input_filters * expand_ratio
         if expand_ratio != 1:
-            x = keras.layers.Conv3D(
+            x = FastConv3D(
                 filters, kernel_size, strides=strides, kernel_initializer=CONV_KERNEL_INITIALIZER,
                 padding="same", use_bias=False, name=f"{name}expand_conv",
             )(inputs)
@@ -166,7 +166,7 @@ def FusedMBConvBlock(input_filters, output_filters, expand_ratio=1, kernel_size=
         if 0 < se_ratio <= 1:
             x = _squeeze_excite(x, input_filters, filters, se_ratio, activation, name)
 
-        x = keras.layers.Conv3D(
+        x = FastConv3D(
             output_filters,
             1 if expand_ratio != 1 else kernel_size,
             strides=1 if expand_ratio != 1 else strides,
@@ -191,11 +191,11 @@ def _squeeze_excite(x, input_filters, filters, se_ratio, activation, name):
     filters_se = max(1, int(input_filters * se_ratio))
     se = keras.layers.GlobalAveragePooling3D(name=f"{name}se_squeeze")(x)
     se = keras.layers.Reshape((1, 1, 1, filters), name=f"{name}se_reshape")(se)
-    se = keras.layers.Conv3D(
+    se = FastConv3D(
         filters_se, 1, padding="same", activation=activation,
         kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}se_reduce",
     )(se)
-    se = keras.layers.Conv3D(
+    se = FastConv3D(
         filters, 1, padding="same", activation="sigmoid",
         kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}se_expand",
     )(se)
@@ -248,7 +248,7 @@ def EfficientNetV2(
             else:
                 x = keras.layers.Rescaling(scale=1.0 / 128.0, offset=-1, name="rescaling")(x)
 
-        x = keras.layers.Conv3D(
+        x = FastConv3D(
             filters_of(blocks_args[0]["input_filters"]), 3, strides=2,
             kernel_initializer=CONV_KERNEL_INITIALIZER, padding="same", use_bias=False,
             name="stem_conv",
@@ -277,7 +277,7 @@ def EfficientNetV2(
                 )(x)
                 b += 1
 
-        x = keras.layers.Conv3D(
+        x = FastConv3D(
             filters_of(1280), 1, strides=1, kernel_initializer=CONV_KERNEL_INITIALIZER,
             padding="same", use_bias=False, name="top_conv",
         )(x)

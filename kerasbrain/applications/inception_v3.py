@@ -20,13 +20,14 @@ Rematerialisation (``remat=``): see ``_common.remat_scope``.
 import keras
 
 from kerasbrain.applications import _common
+from kerasbrain.layers.conv import FastConv3D
 
 MIN_SIZE = 75
 
 
 def conv3d_bn(x, filters, kh, kw, padding="same", strides=1, name=None):
     """Conv3D ``(kh, kw, kw)`` without bias -> BatchNorm (no scale) -> ReLU."""
-    x = keras.layers.Conv3D(
+    x = FastConv3D(
         filters, (kh, kw, kw), strides=strides, padding=padding, use_bias=False,
         name=None if name is None else f"{name}_conv",
     )(x)

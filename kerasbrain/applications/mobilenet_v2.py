@@ -13,7 +13,7 @@ ImageNet weights layer by layer. Inputs are channels-last volumes ``(x, y, z, ch
 import keras
 
 from kerasbrain.applications import _common
-from kerasbrain.layers import DepthwiseConv3D
+from kerasbrain.layers import DepthwiseConv3D, FastConv3D
 
 MIN_SIZE = 32  # five stride-2 stages
 IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -63,7 +63,7 @@ def MobileNetV2(
     with _common.remat_scope(remat):
         img_input = _common.model_input(input_tensor, input_shape)
         first_block_filters = _make_divisible(32 * alpha, 8)
-        x = keras.layers.Conv3D(
+        x = FastConv3D(
             first_block_filters, 3, strides=2, padding="same", use_bias=False, name="Conv1"
         )(img_input)
         x = keras.layers.BatchNormalization(epsilon=1e-3, momentum=0.999, name="bn_Conv1")(x)
@@ -83,7 +83,7 @@ def MobileNetV2(
 
         # No alpha below 1 on the last conv (as in the paper).
         last_block_filters = _make_divisible(1280 * alpha, 8) if alpha > 1.0 else 1280
-        x = keras.layers.Conv3D(last_block_filters, 1, use_bias=False, name="Conv_1")(x)
+        x = FastConv3D(last_block_filters, 1, use_bias=False, name="Conv_1")(x)
         x = keras.layers.BatchNormalization(epsilon=1e-3, momentum=0.999, name="Conv_1_bn")(x)
         x = keras.layers.ReLU(6.0, name="out_relu")(x)
 
@@ -110,7 +110,7 @@ def _inverted_res_block(inputs, expansion, stride, alpha, filters, block_id):
     prefix = f"block_{block_id}_"
 
     if block_id:
-        x = keras.layers.Conv3D(
+        x = FastConv3D(
             expansion * in_channels, 1, padding="same", use_bias=False, name=f"{prefix}expand"
         )(x)
         x = keras.layers.BatchNormalization(
@@ -136,7 +136,7 @@ def _inverted_res_block(inputs, expansion, stride, alpha, filters, block_id):
     )(x)
     x = keras.layers.ReLU(6.0, name=f"{prefix}depthwise_relu")(x)
 
-    x = keras.layers.Conv3D(
+    x = FastConv3D(
         pointwise_filters, 1, padding="same", use_bias=False, name=f"{prefix}project"
     )(x)
     x = keras.layers.BatchNormalization(

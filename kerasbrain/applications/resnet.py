@@ -174,7 +174,7 @@ def _conv(x, filters, kernel_size, stride, name, torch_layout):
         padding = "valid"
     else:
         padding = "same"
-    return keras.layers.Conv3D(
+    return FastConv3D(
         filters, kernel_size, strides=stride, padding=padding,
         use_bias=not torch_layout, name=f"{name}_conv",
     )(x)
@@ -194,7 +194,7 @@ def _shortcut(x, out_channels, stride, name, bn_epsilon, torch_layout, type_a):
         x = keras.layers.MaxPooling3D(1, strides=stride, name=f"{name}_0_pool")(x)
         zeros = keras.layers.Rescaling(0.0, name=f"{name}_0_zeros")(x)
         return keras.layers.Concatenate(name=f"{name}_0_pad")([x, zeros])
-    x = keras.layers.Conv3D(
+    x = FastConv3D(
         out_channels, 1, strides=stride, use_bias=not torch_layout, name=f"{name}_0_conv"
     )(x)
     return keras.layers.BatchNormalization(epsilon=bn_epsilon, name=f"{name}_0_bn")(x)

@@ -90,7 +90,7 @@ def preact_block(x, filters, stride, conv_shortcut, name, bn_epsilon=BN_EPSILON)
     preact = keras.layers.BatchNormalization(epsilon=bn_epsilon, name=f"{name}_preact_bn")(x)
     preact = keras.layers.Activation("relu", name=f"{name}_preact_relu")(preact)
     if conv_shortcut:
-        shortcut = keras.layers.Conv3D(
+        shortcut = FastConv3D(
             4 * filters, 1, strides=stride, name=f"{name}_0_conv"
         )(preact)
     else:
@@ -98,16 +98,16 @@ def preact_block(x, filters, stride, conv_shortcut, name, bn_epsilon=BN_EPSILON)
             keras.layers.MaxPooling3D(1, strides=stride, name=f"{name}_0_pool")(x)
             if stride > 1 else x
         )
-    x = keras.layers.Conv3D(filters, 1, use_bias=False, name=f"{name}_1_conv")(preact)
+    x = FastConv3D(filters, 1, use_bias=False, name=f"{name}_1_conv")(preact)
     x = keras.layers.BatchNormalization(epsilon=bn_epsilon, name=f"{name}_1_bn")(x)
     x = keras.layers.Activation("relu", name=f"{name}_1_relu")(x)
     x = keras.layers.ZeroPadding3D(1, name=f"{name}_2_pad")(x)
-    x = keras.layers.Conv3D(
+    x = FastConv3D(
         filters, 3, strides=stride, use_bias=False, name=f"{name}_2_conv"
     )(x)
     x = keras.layers.BatchNormalization(epsilon=bn_epsilon, name=f"{name}_2_bn")(x)
     x = keras.layers.Activation("relu", name=f"{name}_2_relu")(x)
-    x = keras.layers.Conv3D(4 * filters, 1, name=f"{name}_3_conv")(x)
+    x = FastConv3D(4 * filters, 1, name=f"{name}_3_conv")(x)
     return keras.layers.Add(name=f"{name}_out")([shortcut, x])
 
 

@@ -17,12 +17,16 @@ import keras
 import numpy as np
 
 from kerasbrain.applications import _common
+from kerasbrain.applications.pretrained import with_preset
+from kerasbrain.layers.conv import FastConv3D
 from kerasbrain.layers.pooling import FastMaxPooling3D
 from kerasbrain.weights.presets import MULTITASK_TASKS
 
 DEFAULT_FILTERS = (32, 64, 128, 256, 256, 64)
 DEFAULT_INPUT_SHAPE = (160, 192, 160, 1)
 MIN_SIZE = 32  # five 2x poolings
+#: BatchNorm momentum (Keras convention) of Peng et al.'s training: PyTorch's default 0.1
+BN_MOMENTUM = 0.9
 HEADS = ("soft_classification", "categorical", "regression", "ranking", "binary", "multitask")
 #: pyment v4's multi-task outputs and their activations (``head="multitask"``)
 MULTITASK_ACTIVATIONS = {task["name"]: "sigmoid" if task["type"] == "binary" else None
@@ -32,7 +36,7 @@ MULTITASK_ACTIVATIONS = {task["name"]: "sigmoid" if task["type"] == "binary" els
 def SFCN(
     include_top=True, weights="ukb", input_tensor=None, input_shape=None, pooling=None,
     classes=None, classifier_activation="auto", name="sfcn", *, head=None, filters=None,
-    dropout=None, bn_epsilon=None, output_range=None,
+    dropout=None, bn_epsilon=None, bn_momentum=BN_MOMENTUM, output_range=None,
 ):
     """Instantiate the SFCN architecture, optionally with published brain-MRI weights.
 
@@ -64,11 +68,16 @@ def SFCN(
         filters: six channel widths, default ``(32, 64, 128, 256, 256, 64)``.
         dropout: dropout rate before the head (default 0.5).
         bn_epsilon: BatchNorm epsilon (Peng's PyTorch models 1e-5, Keras default 1e-3).
+        bn_momentum: BatchNorm momentum in training (Keras convention: the weight of the
+            old moving statistics). 0.9, as Peng et al. trained SFCN (PyTorch's default
+            0.1); Keras' default is 0.99. It does not enter inference: published weights
+            give the same outputs.
         output_range: ``(low, high)`` for the regression head's clamp; registry weights
             without a clamp (``reg-2025``) give a linear output.
 
     Returns:
-        A ``keras.Model``. With the top: ``(batch, classes)`` (``multitask``: a dict of
+        A ``keras.Model`` (with registry weights a `PretrainedModel` whose ``preset`` names
+        them). With the top: ``(batch, classes)`` (``multitask``: a dict of
         ``(batch, 1)`` outputs); without: the feature map
         ``(batch, x/32, y/32, z/32, filters[-1])`` or pooled ``(batch, filters[-1])``.
     """
@@ -121,12 +130,13 @@ def SFCN(
     inputs = _common.model_input(input_tensor, input_shape)
     x = inputs
     for i, width in enumerate(filters[:5]):
-        x = keras.layers.Conv3D(width, 3, padding="same", name=f"block{i}_conv")(x)
-        x = keras.layers.BatchNormalization(epsilon=bn_epsilon, name=f"block{i}_bn")(x)
+        x = FastConv3D(width, 3, padding="same", name=f"block{i}_conv")(x)
+        x = keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum,
+                                            name=f"block{i}_bn")(x)
         x = keras.layers.ReLU(name=f"block{i}_relu")(x)
         x = FastMaxPooling3D(2, name=f"block{i}_pool")(x)
-    x = keras.layers.Conv3D(filters[5], 1, name="block5_conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=bn_epsilon, name="block5_bn")(x)
+    x = FastConv3D(filters[5], 1, name="block5_conv")(x)
+    x = keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name="block5_bn")(x)
     x = keras.layers.ReLU(name="block5_relu")(x)
 
     if include_top:
@@ -146,7 +156,7 @@ def SFCN(
         weights_lib.load_weights(model, spec if spec is not None else weights_file,
                                  include_top=include_top, architecture="sfcn",
                                  build=checkpoint_model)
-    return model
+    return with_preset(model, spec)
 
 
 def checkpoint_model(architecture, config, include_top):

@@ -41,7 +41,13 @@ def add_parser(subparsers):
                         help="fitted kerasbrain.brainage.BiasCorrection (JSON) for the gap")
     parser.add_argument("--path-column", default="path", help="image path column of tables")
     parser.add_argument("--qc", metavar="DIR", help="write one PNG of the preprocessed central slices per scan")
+    parser.add_argument("--prepare", action="store_true",
+                        help="skull-strip and register raw heads first (`kerasbrain prepare`) into "
+                             "OUT_prepared/, with its QC report")
     parser.add_argument("--batch-size", type=int, default=4, help="scans per model call (default 4)")
+    parser.add_argument("--adapt", action="store_true",
+                        help="first re-estimate the model's BatchNorm statistics on the scans being "
+                             "predicted (AdaBN; needs tens of scans from one site; reads every scan twice)")
     parser.add_argument("--explain", metavar="METHOD", choices=("ig", "smoothgrad", "gradcam", "occlusion", "lrp"),
                         help="also write an attribution map per scan (see `kerasbrain explain`); "
                              "adds the map_<METHOD> column")
@@ -77,6 +83,23 @@ def run(args):
     age_column = args.age_column
     if age_column is None and "age" in scans.columns and predictor.info.get("brain_age_task"):
         age_column = "age"
+    if args.prepare:
+        from kerasbrain.commands.prepare import prepare_scans
+
+        folder = os.path.splitext(args.output)[0] + "_prepared"
+        print(f"preparing {len(scans)} scan(s) into {folder}", file=sys.stderr)
+        scans = prepare_scans(scans, folder, weights=predictor.preprocessor.name or args.weights,
+                              title=f"kerasbrain predict --prepare -o {args.output}")
+    if args.adapt:
+        from kerasbrain.transfer import adapt_batchnorm
+
+        print(f"adapting BatchNorm statistics to {len(scans)} scan(s)", file=sys.stderr)
+        volumes = _readable_volumes(predictor, scans["path"])  # unreadable scans fail below
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            adapt_batchnorm(predictor.model, volumes, batch_size=args.batch_size)
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr)
     print(f"predicting {len(scans)} scan(s)", file=sys.stderr)
 
     with warnings.catch_warnings(record=True) as caught:
@@ -113,3 +136,13 @@ def run(args):
             print(f"  {error}", file=sys.stderr)
         return EXIT_SOME_FAILED
     return 0
+
+
+def _readable_volumes(predictor, paths):
+    """Preprocessed volumes of the scans that load; the others get their error row later."""
+    for path in paths:
+        try:
+            yield predictor.preprocess(path)[0]
+        except Exception:  # noqa: BLE001 - predict reports it in the error column
+            continue
+

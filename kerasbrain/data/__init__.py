@@ -23,6 +23,12 @@ _NAMES = {
     "reorient": "preprocess",
     "resample": "preprocess",
     "bounding_box": "preprocess",
+    "extract_brain": "brain",
+    "register": "registration",
+    "AffineTransform": "registration",
+    "apply_transform": "registration",
+    "to_native": "registration",
+    "prepare": "pipeline",
     "PRESETS": "presets",
     "get_preset": "presets",
     "list_presets": "presets",
@@ -32,7 +38,7 @@ _NAMES = {
     "write_tfrecords": "tfrecords",
     "WriteReport": "tfrecords",
     "read_manifest": "tfrecords",
-    "encode_volume": "tfrecords",
+    "encode_volume": "encoding",
     "tfrecord_dataset": "dataset",
     "volume_dataset": "dataset",
     "label_categories": "dataset",
@@ -50,4 +56,6 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted([*__all__, "dataset", "inputs", "io", "preprocess", "presets", "table", "tfrecords"])
+    return sorted([*__all__, "brain", "dataset", "inputs", "io", "pipeline", "preprocess",
+                   "presets", "qc", "registration", "table", "template",
+                   "tfrecords"])

@@ -3,8 +3,8 @@
 The presets live with the weight sets they belong to (`kerasbrain.weights.presets`): a
 preset name (``"ukb"``, ``"brain-age-2022"``, ``"multi-2025"``, ``"synthba"``,
 ``"medicalnet"``) or any weight-registry name gives the `Preprocessor` arguments and
-``requires``, what must be done to the image *before* (kerasbrain does not register or
-skull-strip images).
+``requires``, what must be done to the image *before*; `kerasbrain.data.prepare` does it
+from a raw T1 head (brain extraction and affine registration to MNI152).
 """
 
 import copy

@@ -7,18 +7,25 @@
 For datasets larger than memory, write TFRecords instead (``kerasbrain tfrecords``).
 """
 
+import os
+
 import numpy as np
 
 
-def load_dataset(source, preprocessor, path_column="path", progress=True):
+def load_dataset(source, preprocessor=None, path_column="path", labels=None, progress=True):
     """Read every scan of a table / BIDS dataset / folder and preprocess it.
 
     Args:
         source: a CSV/TSV table with a path column, a BIDS folder (with
             ``participants.tsv``), a folder of images, or a list of those
             (see `kerasbrain.data.inputs.collect_inputs`).
-        preprocessor: a `kerasbrain.data.Preprocessor` whose output shape is fixed.
+        preprocessor: a `kerasbrain.data.Preprocessor` (or a preset / weight-set name);
+            ``None`` reorients to RAS and keeps size and intensities, as
+            `kerasbrain.data.write_tfrecords` does.
         path_column: column of image paths in tables.
+        labels: with a table ``source``: the label columns to keep, checked as
+            `kerasbrain.data.read_table` checks them (a column mixing numbers and text is
+            an error naming the rows).
         progress: show a progress bar.
 
     Returns:
@@ -26,22 +33,38 @@ def load_dataset(source, preprocessor, path_column="path", progress=True):
         ``id``, ``path`` and the table's columns (missing cells as NaN/None).
 
     Raises:
-        ValueError: a scan's preprocessed shape differs from the others (set the
-            preprocessor's ``shape``); errors of reading name the file.
+        FileNotFoundError / ValueError naming ``source``, the row and the scan: a scan
+        that is missing or unreadable, or whose preprocessed shape differs from the first
+        one's (give the preprocessor a fixed ``shape``).
     """
     from kerasbrain import progress as progress_lib
+    from kerasbrain.data import Preprocessor, read_table
     from kerasbrain.data.inputs import collect_inputs
 
-    table = collect_inputs(source, path_column=path_column)
+    if labels is not None:
+        table = read_table(source, labels=labels, path_column=path_column).frame
+    else:
+        table = collect_inputs(source, path_column=path_column)
+    if preprocessor is None:
+        preprocessor = Preprocessor()
+    elif isinstance(preprocessor, str):
+        preprocessor = Preprocessor.for_weights(preprocessor)
+    where = source if isinstance(source, str | os.PathLike) else "inputs"
     bar = progress_lib.bar(len(table), unit_name="scan") if progress else None
     arrays = []
-    for path in table["path"]:
-        array = preprocessor(path)
+    for row, path in enumerate(table["path"]):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{where}: row {row}: volume not found: {path}")
+        try:
+            array = preprocessor(path)
+        except Exception as error:  # noqa: BLE001 - nibabel/zlib/EOF errors lack the row
+            reason = str(error).removeprefix(f"{path}: ")
+            raise ValueError(f"{where}: row {row}: cannot read {path}: {reason}") from None
         if arrays and array.shape != arrays[0].shape:
-            raise ValueError(f"{path}: preprocessed shape {array.shape} differs from "
-                             f"{arrays[0].shape}; give the Preprocessor a fixed shape")
+            raise ValueError(f"{where}: row {row}: {path}: preprocessed shape {array.shape} "
+                             f"differs from row 0's {arrays[0].shape}; preprocess the scans "
+                             "to one shape (a Preprocessor with a fixed shape)")
         arrays.append(array)
         if bar is not None:
             bar.add(1)
     return np.stack(arrays).astype("float32")[..., None], table
-

@@ -40,21 +40,27 @@ class Predictor:
 
     @classmethod
     def from_model(cls, path, weights=None):
-        """Load a ``.keras`` model; preprocessing from its sidecar, else the ``weights`` preset."""
+        """Load a ``.keras`` model; preprocessing from its sidecar, else from the preset of
+        the weights it was built with (``model.preset``) or of ``weights``; outputs decoded
+        by its tasks (a ``MultiTaskModel``) or its preset's."""
         from kerasbrain import models
 
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such model file")
         model = models.load_model(path, compile=False)
+        preset = getattr(model, "preset", None)
         info = load_sidecar(path)
         if info is not None:
             preprocessor = Preprocessor.from_config(info["preprocessing"])
-        elif weights is not None:
-            preprocessor = Preprocessor.for_weights(weights)
+        elif weights is not None or preset is not None:
+            preprocessor = Preprocessor.for_weights(weights or preset)
         else:
             raise ValueError(f"{path}: no preprocessing known (no {sidecar_path(path)}); pass "
                              "--weights NAME to use that weight set's preprocessing")
+        if preset is not None and not getattr(model, "tasks", None):
+            decoders, preset_info = _preset_decoders(preset)
+            return cls(model, preprocessor, decoders, {**preset_info, **(info or {})})
         return cls(model, preprocessor, _task_decoders(model), info or {})
 
     @classmethod
@@ -62,33 +68,11 @@ class Predictor:
         """A published weight set from the registry (downloaded on first use); its preset
         gives the preprocessing and the tasks that decode its outputs."""
         from kerasbrain import applications
-        from kerasbrain import tasks as tasks_lib
         from kerasbrain import weights as weights_lib
 
         spec = weights_lib.get_spec(name)
         model = applications.get(spec.architecture)(weights=name)
-        tasks = [tasks_lib.from_spec(task) for task in spec.tasks]
-        if len(tasks) > 1:  # one named output per task
-            names = [task.name for task in tasks]
-            info = {"brain_age_task": "age"} if "age" in names else {}
-            return cls(model, Preprocessor.for_weights(name),
-                       [(task.name, task.name, task.decode) for task in tasks], info)
-        column = "brain_age" if tasks and tasks[0].name == "brain_age" else "prediction"
-        if spec.architecture == "sfcn":
-            decode = lambda p: applications.sfcn.decode_predictions(p, weights=name)  # noqa: E731
-        elif tasks:
-            decode = tasks[0].decode
-        else:
-            decode = lambda p: np.asarray(p, dtype="float64").reshape(len(p), -1)[:, 0]  # noqa: E731
-        info = {}
-        task = tasks[0] if tasks else None
-        low_high = getattr(task, "bin_range", None) or getattr(task, "value_range", None) or (
-            getattr(task, "output_range", None))
-        if column == "brain_age":
-            info["brain_age_task"] = column
-            if low_high:
-                info["output_ranges"] = {column: list(low_high)}
-        return cls(model, Preprocessor.for_weights(name), [(None, column, decode)], info)
+        return cls(model, Preprocessor.for_weights(name), *_preset_decoders(name))
 
     # -- the work ----------------------------------------------------------------------
 
@@ -189,6 +173,37 @@ class Predictor:
             corrected = np.asarray(correction.transform(predicted, age), dtype="float64")
             result["brain_age_corrected"] = corrected
             result["brain_age_gap_corrected"] = corrected - age
+
+
+def _preset_decoders(name):
+    """``(decoders, info)`` of a weight set: one column per task of its preset (a single
+    brain-age head: ``brain_age``, with its output range), else ``prediction``."""
+    from kerasbrain import applications
+    from kerasbrain import tasks as tasks_lib
+    from kerasbrain import weights as weights_lib
+
+    spec = weights_lib.get_spec(name)
+    tasks = [tasks_lib.from_spec(task) for task in spec.tasks]
+    if len(tasks) > 1:  # one named output per task
+        names = [task.name for task in tasks]
+        info = {"brain_age_task": "age"} if "age" in names else {}
+        return [(task.name, task.name, task.decode) for task in tasks], info
+    column = "brain_age" if tasks and tasks[0].name == "brain_age" else "prediction"
+    if spec.architecture == "sfcn":
+        decode = lambda p: applications.sfcn.decode_predictions(p, weights=spec.key)  # noqa: E731
+    elif tasks:
+        decode = tasks[0].decode
+    else:
+        decode = lambda p: np.asarray(p, dtype="float64").reshape(len(p), -1)[:, 0]  # noqa: E731
+    info = {}
+    task = tasks[0] if tasks else None
+    low_high = getattr(task, "bin_range", None) or getattr(task, "value_range", None) or (
+        getattr(task, "output_range", None))
+    if column == "brain_age":
+        info["brain_age_task"] = column
+        if low_high:
+            info["output_ranges"] = {column: list(low_high)}
+    return [(None, column, decode)], info
 
 
 def _task_decoders(model):

@@ -14,6 +14,12 @@ from kerasbrain.layers.conv import FastConv3D
 from kerasbrain.layers.depthwise import DepthwiseConv3D
 from kerasbrain.layers.patch_embedding import PatchEmbedding3D
 from kerasbrain.layers.pooling import FastMaxPooling3D
+from kerasbrain.layers.views import (
+    RandomBlur3D,
+    RandomCutout3D,
+    RandomResizedCrop3D,
+    view_augmentation,
+)
 
 __all__ = [
     "Augmentation3D",
@@ -22,10 +28,14 @@ __all__ = [
     "FastMaxPooling3D",
     "PatchEmbedding3D",
     "RandomAffine3D",
+    "RandomBlur3D",
     "RandomCrop3D",
+    "RandomCutout3D",
     "RandomFlip3D",
     "RandomIntensity",
+    "RandomResizedCrop3D",
     "RandomShift3D",
     "augment",
     "augmentation",
+    "view_augmentation",
 ]

@@ -1,12 +1,17 @@
-"""3D convolution with a fast TensorFlow CPU gradient for large kernels.
+"""3D convolution with fast TensorFlow CPU gradients.
 
 TensorFlow's CPU kernel for the weight gradient of a 3D convolution is slow for large
 kernels: for a 7x7x7, stride-2 stem (the first layer of ResNet, ResNetV2 and DenseNet)
 on a 38^3 volume it takes 11 s where the forward pass takes 0.01 s, and it dominates a
 whole training step. ``FastConv3D`` computes the same convolution as a sum over the taps
 of the first spatial axis of 2D convolutions of ``(batch * x)`` planes, whose gradients
-TensorFlow computes quickly (0.3 s for that stem). Other backends, small kernels, groups
-and dilations use ``keras.layers.Conv3D`` unchanged.
+TensorFlow computes quickly (0.3 s for that stem).
+
+Stride-1 convolutions with smaller kernels (SFCN's 3x3x3 and 1x1x1, the backbones' 3x3x3
+and 1x1x1 layers) take their gradients from forward convolutions where TensorFlow runs on
+the CPU without oneDNN (``kerasbrain.layers.conv_gradient``), 2.1-2.3x faster than
+TensorFlow's own gradient kernels there. Other backends, devices, groups and dilations use
+``keras.layers.Conv3D`` unchanged.
 """
 
 import keras
@@ -18,7 +23,7 @@ MIN_PLANE_TAPS = 5  # kernels with fewer taps along x use Conv3D's own kernel
 @keras.saving.register_keras_serializable(package="kerasbrain")
 class FastConv3D(keras.layers.Conv3D):
     """``keras.layers.Conv3D`` (same arguments, weights and numbers), faster to train on
-    the TensorFlow CPU backend when the kernel spans 5 or more voxels along x.
+    the TensorFlow CPU backend.
 
     Input ``(batch, x, y, z, channels)``, channels last.
     """
@@ -31,9 +36,26 @@ class FastConv3D(keras.layers.Conv3D):
             and self.groups == 1
             and tuple(self.dilation_rate) == (1, 1, 1)
         )
-        if not plane:
-            return super().convolution_op(inputs, kernel)
-        return _plane_conv(inputs, kernel, self.strides, self.padding)
+        if plane:
+            return _plane_conv(inputs, kernel, self.strides, self.padding)
+        if self._forward_gradients():
+            from kerasbrain.layers import conv_gradient
+
+            return conv_gradient.conv3d(inputs, kernel, self.padding)
+        return super().convolution_op(inputs, kernel)
+
+    def _forward_gradients(self):
+        if keras.backend.backend() != "tensorflow":
+            return False
+        from kerasbrain.layers import conv_gradient
+
+        return (
+            self.data_format == "channels_last"
+            and self.groups == 1
+            and tuple(self.dilation_rate) == (1, 1, 1)
+            and tuple(self.strides) == (1, 1, 1)
+            and conv_gradient.use_forward_gradients()
+        )
 
 
 def _plane_conv(x, kernel, strides, padding):

@@ -4,6 +4,7 @@
     model.fit(x, y, epochs=30)
 """
 
+from kerasbrain.transfer.adapt import BatchNormAdaptationWarning, adapt_batchnorm, batchnorm_layers
 from kerasbrain.transfer.blocks import blocks, set_trainable_blocks
 from kerasbrain.transfer.features import (
     embed,
@@ -22,6 +23,9 @@ from kerasbrain.transfer.strategies import STRATEGIES, copy_model, finetune
 
 __all__ = [
     "STRATEGIES",
+    "BatchNormAdaptationWarning",
+    "adapt_batchnorm",
+    "batchnorm_layers",
     "blocks",
     "compare",
     "copy_model",

@@ -31,7 +31,8 @@ def split(model):
 
     ``backbone`` maps the input to features (a nested backbone model when there is one);
     ``heads`` maps each output name to its chain of head layers (input side first);
-    ``pretrained_tasks`` maps output names to their tasks (MultiTaskModel) or is empty.
+    ``pretrained_tasks`` maps output names to their tasks (a MultiTaskModel's, or those of
+    the preset of a model built with registry weights), else is empty.
     A model whose outputs are not Dense heads is a backbone: ``heads`` is empty.
     """
     if isinstance(model, MultiTaskModel):
@@ -72,7 +73,24 @@ def split(model):
         raise ValueError(f"the heads of {model.name!r} do not share one feature tensor; pass "
                          "the backbone (a model that outputs the shared features) instead.")
     backbone = keras.Model(model.inputs, starts[0], name=f"{model.name}_backbone")
-    return backbone, heads, {}
+    return backbone, heads, preset_tasks(model, heads)
+
+
+def preset_tasks(model, heads):
+    """``{head name: task}`` from the preset of a model built with registry weights
+    (``model.preset``, see `kerasbrain.applications.PretrainedModel`): heads matched to the
+    preset's tasks by name, or a single head to a single task; ``{}`` without a preset."""
+    preset = getattr(model, "preset", None)
+    if not preset or not heads:
+        return {}
+    from kerasbrain import tasks as tasks_lib
+    from kerasbrain.weights.registry import get_spec
+
+    tasks = [tasks_lib.from_spec(task) for task in get_spec(preset).tasks]
+    if len(tasks) == 1 and len(heads) == 1:
+        return {next(iter(heads)): tasks[0]}
+    by_name = {task.name: task for task in tasks}
+    return {name: by_name[name] for name in heads if name in by_name}
 
 
 def apply_copied_head(x, chain, task, rename_last=True):
@@ -148,15 +166,21 @@ def rerange_weights(old_kernel, old_bias, task, old_range):
                      "rerange applies to SoftClassification, Ranking and Regression tasks.")
 
 
-def old_range_of(task):
-    """The ``old_range`` argument of ``rerange_weights`` for a pretrained task."""
+def old_range_of(task, chain):
+    """The ``old_range`` argument of ``rerange_weights`` for a pretrained task and its head
+    layers ``chain``. Regression: the affine map the head's Rescaling layers apply after its
+    output Dense (a clamp is the identity inside its range): ``{"scale", "offset"}``."""
     if task.kind == "soft_classification":
         return task.bin_range
     if task.kind == "ranking":
         return task.value_range
     if task.kind == "regression":
-        mean, std = task._scale()
-        return {"scale": std, "offset": mean}
+        last = max(i for i, layer in enumerate(chain) if isinstance(layer, keras.layers.Dense))
+        scale, offset = 1.0, 0.0
+        for layer in chain[last + 1:]:
+            if isinstance(layer, keras.layers.Rescaling):
+                scale, offset = scale * float(layer.scale), offset * float(layer.scale) + float(layer.offset)
+        return {"scale": scale, "offset": offset}
     return None
 
 

@@ -3,7 +3,9 @@
 For each size N and resample r, N subjects are drawn from the training pool (stratified
 on the first classification task), every strategy is trained on them and evaluated on a
 fixed held-out set. ``"linear"`` is a scikit-learn baseline on features extracted by the
-pretrained backbone (ridge regression / logistic regression). Each finished cell
+pretrained backbone (ridge regression / logistic regression). ``"frozen-adapted"`` and
+``"linear-adapted"`` first adapt the backbone's BatchNorm statistics to the training draw
+(plus any unlabelled scans given), see ``kerasbrain.transfer.adapt_batchnorm``. Each finished cell
 ``(N, r, strategy)`` is written to ``out_dir/cells/`` at once, so an interrupted run
 resumes without recomputing it.
 
@@ -22,10 +24,13 @@ import numpy as np
 
 from kerasbrain import tasks as tasks_lib
 from kerasbrain.files import save_figure, write_text
+from kerasbrain.transfer.adapt import adapt_batchnorm as adapt
 from kerasbrain.transfer.features import extract_features
-from kerasbrain.transfer.strategies import STRATEGIES, finetune
+from kerasbrain.transfer.strategies import STRATEGIES, copy_model, finetune
 
-ALL_STRATEGIES = (*STRATEGIES, "linear")
+ADAPTED = "-adapted"
+ADAPTABLE = ("frozen", "linear")
+ALL_STRATEGIES = (*STRATEGIES, "linear", *(s + ADAPTED for s in ADAPTABLE))
 COLUMNS = ["size", "resample", "strategy", "task", "metric", "value", "seconds"]
 
 
@@ -148,6 +153,7 @@ def learning_curve(
     data, tasks, sizes, resamples=5, strategies=("scratch", "frozen", "full", "linear"),
     test=None, backbone=None, epochs=10, batch_size=8, out_dir=None, seed=0,
     finetune_kwargs=None, fit_kwargs=None, plot=True, verbose=0, on_cell=None,
+    adapt_batchnorm=False,
 ):
     """Train every strategy on resampled training sets of each size; score on ``test``.
 
@@ -157,7 +163,8 @@ def learning_curve(
         tasks: list of tasks (the first classification task stratifies the draws).
         sizes: training-set sizes, e.g. ``[25, 50, 100]``.
         resamples: draws per size.
-        strategies: among ``"scratch", "frozen", "partial", "full", "linear"``.
+        strategies: among ``"scratch", "frozen", "partial", "full", "linear"``,
+            ``"frozen-adapted"``, ``"linear-adapted"``.
         test: ``(volumes, labels)`` held out, the same for every cell.
         backbone: the pretrained model (backbone or with heads) every strategy starts from.
         epochs, batch_size: ``model.fit`` settings.
@@ -171,6 +178,12 @@ def learning_curve(
         verbose: ``model.fit`` verbosity.
         on_cell: called after each finished cell (also one reused from ``out_dir``) with
             its rows (list of dicts with the columns below), e.g. to print progress.
+        adapt_batchnorm: ``True`` adds ``"<s>-adapted"`` after the strategies for every
+            ``"frozen"`` / ``"linear"`` ``s`` among ``strategies``: the same, with the
+            backbone's BatchNorm statistics adapted to the training draw first. An array
+            of unlabelled scans of the site ``(m, x, y, z, c)`` does the same, adapting on
+            the draw plus these scans. The test set is never used for adaptation. Adapted
+            strategies use their base strategy's seed and ``finetune_kwargs``.
 
     Returns:
         DataFrame with columns ``size, resample, strategy, task, metric, value, seconds``
@@ -182,6 +195,12 @@ def learning_curve(
     unknown = [s for s in strategies if s not in ALL_STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategies {unknown}; choose from {ALL_STRATEGIES}.")
+    unlabelled = None
+    if adapt_batchnorm is not False and adapt_batchnorm is not None:
+        if adapt_batchnorm is not True:
+            unlabelled = np.asarray(adapt_batchnorm, dtype="float32")
+        strategies = [*strategies, *(s + ADAPTED for s in ADAPTABLE
+                                     if s in strategies and s + ADAPTED not in strategies)]
     if backbone is None:
         raise ValueError("learning_curve needs the pretrained model: backbone=...")
     if test is None:
@@ -217,15 +236,25 @@ def learning_curve(
                     continue
                 start = time.perf_counter()
                 train_labels = _take(labels, index)
+                base = strategy.removesuffix(ADAPTED)
+                adapt_on = None
+                if base != strategy:
+                    adapt_on = x[index] if unlabelled is None else np.concatenate([x[index], unlabelled])
                 if strategy == "linear":
                     if not features:
                         features["train"] = extract_features(backbone, x, batch_size)
                         features["test"] = extract_features(backbone, x_test, batch_size)
                     values = _linear(tasks, features["train"][index], train_labels, features["test"])
+                elif base == "linear":
+                    adapted = adapt(copy_model(backbone), adapt_on, batch_size, verbose=0)
+                    values = _linear(tasks, extract_features(adapted, x[index], batch_size), train_labels,
+                                     extract_features(adapted, x_test, batch_size))
                 else:
-                    keras.utils.set_random_seed(seed * 1000 + size * 10 + resample + number)
-                    model = finetune(backbone, tasks, strategy=strategy,
-                                     **{**finetune_kwargs, **per_strategy.get(strategy, {})})
+                    seed_number = strategies.index(base) if base in strategies else number
+                    keras.utils.set_random_seed(seed * 1000 + size * 10 + resample + seed_number)
+                    model = finetune(backbone, tasks, strategy=base, adapt_batchnorm=adapt_on,
+                                     **{**finetune_kwargs, **per_strategy.get(base, {}),
+                                        **per_strategy.get(strategy, {})})
                     model = _reuse_compiled(templates, strategy, model)
                     y, w = tasks_lib.encode_labels(tasks, train_labels, adapt=False)
                     model.fit(x[index], y, sample_weight=w, epochs=epochs, batch_size=batch_size,

@@ -7,6 +7,10 @@
   ``kerasbrain.transfer.blocks``), the rest is frozen;
 - ``"full"``: everything learns; ``two_phase=n`` first trains the heads alone for ``n``
   epochs at ``head_learning_rate``, then everything at ``learning_rate`` (inside ``fit``).
+
+``adapt_batchnorm=volumes`` first re-estimates the pretrained BatchNorm statistics on
+unlabelled scans of the target site (``kerasbrain.transfer.adapt_batchnorm``): what the
+frozen strategy (and the frozen blocks of ``"partial"``) then run with.
 """
 
 import keras
@@ -14,6 +18,7 @@ import numpy as np
 
 from kerasbrain import models as models_lib
 from kerasbrain import tasks as tasks_lib
+from kerasbrain.transfer import adapt as adapt_lib
 from kerasbrain.transfer import heads as heads_lib
 from kerasbrain.transfer.blocks import set_trainable_blocks
 
@@ -22,8 +27,8 @@ STRATEGIES = ("scratch", "frozen", "partial", "full")
 
 def copy_model(model):
     """An independent copy of ``model`` (same architecture and weights)."""
-    if isinstance(model, models_lib.MultiTaskModel):
-        clone = models_lib.MultiTaskModel.from_config(model.get_config())
+    if isinstance(model, models_lib.MultiTaskModel) or hasattr(model, "preset"):
+        clone = model.__class__.from_config(model.get_config())  # keeps tasks / preset
     else:
         clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
@@ -35,6 +40,7 @@ def finetune(
     head_learning_rate=None, two_phase=False, weight_decay=0.0, dropout=0.5, head_units=None,
     replace_heads=True, rerange=None, loss_weights=None, optimizer="adam", pooling="avg",
     name=None,
+    adapt_batchnorm=None,
 ):
     """Build a compiled model to fine-tune a pretrained network on new tasks.
 
@@ -55,15 +61,21 @@ def finetune(
             pretrained head of each task that has one (matched by output name; a single
             pretrained head matches a single task); or a list of task names to replace,
             reusing the rest. A reused head whose task differs from the pretrained one
-            (other bins, range or standardisation) is re-ranged when the pretrained task
-            is known (``MultiTaskModel``).
-        rerange: ``{task name: old range}`` for heads of models that do not know their
-            tasks: e.g. ``{"age": (42, 82)}`` carries SFCN's 40 age bins over to
-            ``SoftClassification("age", bin_range=(18, 90), bins=72)``. Implies reuse.
+            (other bins, range or standardisation) is re-ranged to it. The pretrained
+            tasks are a ``MultiTaskModel``'s own, or those of the weight set a model was
+            built with (``SFCN(weights="ukb")``: ``model.preset``, saved with the model).
+        rerange: ``{task name: old range}`` for heads of models that know no tasks (built
+            from a weights file or by hand): e.g. ``{"age": (42, 82)}`` carries 40 age
+            bins over 42-82 to ``SoftClassification("age", bin_range=(18, 90), bins=72)``.
+            Implies reuse.
         loss_weights: ``None``, ``{task: weight}`` or ``"uncertainty"``.
         optimizer: optimiser name or instance.
         pooling: pooling of a 5D backbone output.
         name: model name (default ``"<strategy>"``).
+        adapt_batchnorm: optional unlabelled scans of the target site (an array
+            ``(n, x, y, z, c)`` or an iterable, see ``adapt_batchnorm``): the copied
+            backbone's BatchNorm statistics are re-estimated on them first. Not with
+            ``"scratch"``.
 
     Returns:
         A compiled ``kerasbrain.models.MultiTaskModel``; ``model.fit`` trains it.
@@ -77,10 +89,15 @@ def finetune(
         raise ValueError("strategy='partial' needs trainable_blocks (how many last blocks learn).")
     if two_phase and strategy != "full":
         raise ValueError(f"two_phase applies to strategy='full', not {strategy!r}.")
+    if adapt_batchnorm is not None and strategy == "scratch":
+        raise ValueError("adapt_batchnorm adapts pretrained statistics; strategy='scratch' "
+                         "starts from fresh weights.")
 
     pretrained = copy_model(model_or_backbone)
     backbone, heads, pretrained_tasks = heads_lib.split(pretrained)
     reuse = _heads_to_reuse(tasks, heads, replace_heads, rerange or {}, strategy)
+    if adapt_batchnorm is not None:
+        adapt_lib.adapt_batchnorm(backbone, adapt_batchnorm, verbose=0)
     if strategy == "scratch":
         backbone = keras.models.clone_model(backbone)
 
@@ -97,11 +114,11 @@ def finetune(
         chain = heads[reuse[task.name]]
         old_task = pretrained_tasks.get(reuse[task.name])
         old_range = (rerange or {}).get(task.name)
-        if old_range is None and old_task is not None and old_task.get_config() != task.get_config():
+        if old_range is None and old_task is not None and _differs(old_task, task):
             if old_task.kind != task.kind:
                 raise ValueError(f"task {task.name!r} is {type(task).__name__} but the pretrained "
                                  f"head is {type(old_task).__name__}; replace it (replace_heads).")
-            old_range = heads_lib.old_range_of(old_task)
+            old_range = heads_lib.old_range_of(old_task, chain)
         if old_range is None:
             heads_lib.check_compatible(chain, task)
             outputs[task.name] = heads_lib.apply_copied_head(x, chain, task)
@@ -131,6 +148,13 @@ def finetune(
             "loss_weights": loss_weights if isinstance(loss_weights, dict) else None,
         }
     return model
+
+
+def _differs(old_task, task):
+    """Whether a head must be re-ranged: the tasks differ in more than name and loss weight."""
+    ignore = ("name", "weight")
+    old = {k: v for k, v in old_task.get_config().items() if k not in ignore}
+    return old != {k: v for k, v in task.get_config().items() if k not in ignore}
 
 
 def _heads_to_reuse(tasks, heads, replace_heads, rerange, strategy):

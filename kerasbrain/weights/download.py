@@ -6,14 +6,20 @@ SHA-1 or SHA-256), and are written under a temporary name that is renamed only o
 hash matches: a corrupt or partial file never sits in the cache.
 """
 
+import dataclasses
 import hashlib
 import http.client
+import importlib.metadata
 import os
+import posixpath
+import re
 import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import zipfile
 
 from kerasbrain import progress as progress_lib
 from kerasbrain.files import write_text
@@ -24,6 +30,8 @@ RETRIES = 3
 BACKOFF_S = 1.0
 TIMEOUT_S = 60.0
 CHUNK_BYTES = 1 << 20
+#: largest file taken out of a downloaded archive (a guard against zip bombs)
+MAX_MEMBER_BYTES = 1 << 30
 _VERIFIED_SUFFIX = ".verified"
 _PIN_SUFFIX = ".sha256-pin"
 
@@ -127,8 +135,25 @@ def verify(path, file_spec):
     if actual != _expected(file_spec):
         raise IntegrityError(
             f"{path}: {kind} {actual} does not match the published {_expected(file_spec)} "
-            f"of {file_spec.url}."
+            f"of {file_spec.url}{_wheel_version(path)}."
         )
+
+
+def _wheel_version(path):
+    """``" (this is the wheel of deepbet 1.0.1)"`` for a wheel, else ``""``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist()
+                     if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
+            if len(names) != 1:
+                return ""
+            text = archive.read(names[0]).decode("utf-8", "replace")
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return ""
+    fields = dict(re.findall(r"^(Name|Version): *(.+?) *$", text, re.MULTILINE))
+    if "Name" not in fields or "Version" not in fields:
+        return ""
+    return f" (this is the wheel of {fields['Name']} {fields['Version']})"
 
 
 def print_provenance(spec):
@@ -184,6 +209,8 @@ def fetch_file(file_spec, progress=True):
             gives the URL and the exact path to put the file at.
         IntegrityError: the download does not match its published hash (it is deleted).
     """
+    if file_spec.member:
+        return _fetch_member(file_spec, progress)
     dest_dir = cache_dir()
     path = os.path.join(dest_dir, file_spec.filename)
     delay = BACKOFF_S
@@ -212,6 +239,90 @@ def fetch_file(file_spec, progress=True):
         ) from None
     os.replace(tmp, path)
     _pin(path, file_spec)
+    _mark_verified(path, file_spec)
+    return path
+
+
+def installed_file(file_spec):
+    """The path of ``file_spec.member`` in the installed ``file_spec.package``, if that
+    package is installed and the file has the published SHA-256, else None."""
+    if not (file_spec.member and file_spec.package):
+        return None
+    name = re.split(r"[=<>!~ ]", file_spec.package, maxsplit=1)[0]
+    try:
+        distribution = importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for entry in distribution.files or ():
+        if entry.as_posix() == file_spec.member:
+            path = os.fspath(distribution.locate_file(entry))
+            break
+    else:
+        return None
+    if not os.path.isfile(path):
+        return None
+    if file_digest(path, file_spec)[1] != file_spec.sha256:
+        print(f"kerasbrain: ignoring {path} of the installed {name} "
+              f"{distribution.version}: not the file of {file_spec.package}.", file=sys.stderr)
+        return None
+    return path
+
+
+def _archive_spec(file_spec):
+    """The archive (wheel) that holds ``file_spec.member``, as a file of its own."""
+    filename = posixpath.basename(urllib.parse.urlparse(file_spec.url).path)
+    return dataclasses.replace(file_spec, filename=filename, git_blob_sha1=None,
+                               sha256=file_spec.archive_sha256, member=None, package=None)
+
+
+def _fetch_member(file_spec, progress):
+    """Fetch the archive (verified, cached) and take ``file_spec.member`` out of it."""
+    archive = _archive_spec(file_spec)
+    try:
+        archive_path = cached_file(archive) or fetch_file(archive, progress=progress)
+    except DownloadError as error:
+        package = file_spec.package or archive.filename
+        raise DownloadError(
+            f"{file_spec.filename} ({file_spec.member} in {archive.filename}) is not installed "
+            f"nor in the cache, and the download failed.\n  Install it: pip install --no-deps "
+            f"'{package}'\n  or put the wheel in the cache: pip download --no-deps '{package}' "
+            f"-d '{cache_dir()}'\n{error}"
+        ) from error
+    return _extract(archive_path, file_spec)
+
+
+def _extract(archive_path, file_spec):
+    """Copy one member out of a verified archive into the cache, hash-checked, atomically.
+
+    The destination is the registry's file name (never a name from the archive), the size
+    is bounded, and the copy is renamed into place only once its SHA-256 matches.
+    """
+    dest_dir = cache_dir()
+    path = os.path.join(dest_dir, file_spec.filename)
+    with zipfile.ZipFile(archive_path) as archive:
+        try:
+            info = archive.getinfo(file_spec.member)
+        except KeyError:
+            raise IntegrityError(f"{archive_path}: has no {file_spec.member}.") from None
+        if info.file_size > MAX_MEMBER_BYTES:
+            raise IntegrityError(f"{archive_path}: {file_spec.member} is {info.file_size} "
+                                 f"bytes, more than the {MAX_MEMBER_BYTES} allowed.")
+        fd, tmp = tempfile.mkstemp(prefix=f".{file_spec.filename}.", suffix=".part", dir=dest_dir)
+        try:
+            with os.fdopen(fd, "wb") as out, archive.open(info) as member:
+                done = 0
+                for chunk in iter(lambda: member.read(CHUNK_BYTES), b""):
+                    done += len(chunk)
+                    if done > info.file_size:
+                        raise IntegrityError(f"{archive_path}: {file_spec.member} is larger "
+                                             "than its directory entry says.")
+                    out.write(chunk)
+            verify(tmp, file_spec)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
     _mark_verified(path, file_spec)
     return path
 
@@ -266,12 +377,13 @@ def get_file(architecture, name, progress=True):
     paths = []
     announced = False
     for file_spec in spec.files:
-        path = cached_file(file_spec)
+        path = installed_file(file_spec) or cached_file(file_spec)
         if path is None:
             if not announced:
                 print_provenance(spec)
                 announced = True
-            print(f"Downloading {file_spec.url}", flush=True)
+            what = f"{file_spec.member} of " if file_spec.member else ""
+            print(f"Fetching {what}{file_spec.url}", flush=True)
             path = fetch_file(file_spec, progress=progress)
         paths.append(path)
     return paths[0] if len(paths) == 1 else paths

@@ -65,6 +65,16 @@ PREPROCESSING = {
         "requires": "skull stripped (e.g. SynthStrip) and affinely aligned to MNI152",
         "name": "synthba",
     },
+    "deepbet": {
+        "orientation": "RAS",
+        "intensity": None,
+        "requires": (
+            "nothing: a raw T1 head. kerasbrain.data.extract_brain runs deepbet's whole "
+            "pipeline (128^3 localiser, 256^3 crop of its box, "
+            "kerasbrain.applications.linknet.preprocess_input)"
+        ),
+        "name": "deepbet",
+    },
     "medicalnet": {
         "orientation": "RAS",
         "intensity": "zscore",
@@ -388,6 +398,46 @@ for _depth, _file in MEDICALNET_FILES.items():
                 "block_layout": "medicalnet",
                 "bn_epsilon": 1e-5,
             },
+        )
+    )
+
+DEEPBET_WHEEL = (
+    "https://files.pythonhosted.org/packages/00/48/3550a510d020faf4d67e86c9f4d3154923d4f4965b6fa9651b5c51012094/"
+    "deepbet-1.0.2-py3-none-any.whl"
+)
+DEEPBET_CITATION = (
+    "Fisch L, Zumdick S, Barkhau C, et al. deepbet: Fast brain extraction of T1-weighted MRI "
+    "using Convolutional Neural Networks. Computers in Biology and Medicine (2024). "
+    "arXiv:2308.07003"
+)
+for _name, _member, _sha256, _size, _for in (
+    ("deepbet", "model.pt", "de8ee7c69654d0dd3935dc4a5d84571d8ecf4637a6bfc01df399c4c2bc86e0fd",
+     256, "brain mask of a T1 head crop (softmax: background, brain)"),
+    ("deepbet-bbox", "bbox_model.pt",
+     "39a7b2b5f799faa1391ea97bfcdc0b9299f20d84f2316a4ff8918dc4685e40aa", 128,
+     "coarse brain mask of a whole T1 head, to place the crop (softmax: background, brain)"),
+):
+    _add(
+        WeightSpec(
+            name=_name,
+            architecture="linknet3d",
+            files=(
+                FileSpec(
+                    f"deepbet-1.0.2-{_member}", DEEPBET_WHEEL, sha256=_sha256,
+                    member=f"data/models/{_member}",
+                    archive_sha256="1999e2ea00ec48f6233b95b96f3901a962d3f70431c63aeb985e8a49a198473c",
+                    package="deepbet==1.0.2",
+                ),
+            ),
+            format="torchscript",
+            trained_for=_for,
+            license="MIT",
+            citation=DEEPBET_CITATION,
+            source="https://github.com/wwu-mmll/deepbet (the deepbet 1.0.2 wheel on PyPI)",
+            training_size="7,837 T1 scans from 191 OpenNeuro datasets",
+            reported_error="median Dice 99.0 on unseen datasets",
+            preprocessing=PREPROCESSING["deepbet"],
+            config={"input_shape": (_size, _size, _size, 1)},
         )
     )
 

@@ -13,6 +13,10 @@ class FileSpec:
         git_blob_sha1: published hash, ``sha1(b"blob %d\\0" % len(data) + data)``.
         sha256: alternative hash where the source publishes no git blob.
         headers: HTTP headers the source needs (e.g. GitHub's raw media type).
+        member: for a file published inside an archive (a wheel): its path there; ``url``
+            is then the archive's and ``archive_sha256`` its published SHA-256.
+        package: the pip requirement whose installed files hold ``member``, e.g.
+            ``"deepbet==1.0.2"`` (used when installed; named in offline errors).
     """
 
     filename: str
@@ -20,6 +24,9 @@ class FileSpec:
     git_blob_sha1: str | None = None
     sha256: str | None = None
     headers: tuple = ()
+    member: str | None = None
+    archive_sha256: str | None = None
+    package: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -144,8 +144,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._storages[key]
 
 
-def _unpickle(file, storages, source):
-    return _RestrictedUnpickler(file, storages, source).load()
+def _unpickle(file, storages, source, unpickler=_RestrictedUnpickler):
+    return unpickler(file, storages, source).load()
 
 
 def _plain_load(file, source):
@@ -238,7 +238,7 @@ def _read_legacy(f, source):
     return obj
 
 
-def _read_zip(path, source):
+def _read_zip(path, source, unpickler=_RestrictedUnpickler):
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         pickles = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
@@ -249,7 +249,7 @@ def _read_zip(path, source):
         if f"{root}byteorder" in names:
             byteorder = "<" if archive.read(f"{root}byteorder").strip() == b"little" else ">"
         storages = {}
-        obj = _unpickle(io.BytesIO(archive.read(pickles[0])), storages, source)
+        obj = _unpickle(io.BytesIO(archive.read(pickles[0])), storages, source, unpickler)
         for key, storage in storages.items():
             member = f"{root}data/{key}"
             if member not in names:

@@ -1,0 +1,151 @@
+"""GFLOP/s of one 3D convolution's forward pass and gradients beside the matmul rate.
+
+One layer (default: batch 2, 80x96x80 voxels, 32 -> 64 channels, 3x3x3, "same"),
+float32, on the current Keras backend's framework:
+
+- TensorFlow: ``tf.nn.conv3d``, ``Conv3DBackpropInputV2``, ``Conv3DBackpropFilterV2``, and
+  ``FastConv3D``'s gradients from forward convolutions (``kerasbrain.layers.conv_gradient``);
+- JAX: ``lax.conv_general_dilated`` and its gradients through XLA, and the same
+  forward-convolution formulation of the gradients written with ``lax``.
+
+    KERAS_BACKEND=tensorflow PYTHONPATH=. python benchmarks/conv_rates.py [--size 2 40 48 40]
+
+Prints one JSON line. ``benchmarks/sfcn_step.py`` runs it beside the SFCN step.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+LAYER = (2, 80, 96, 80)  # batch, x, y, z
+CHANNELS = (32, 64)
+
+
+def cpu_info():
+    """The CPU model and its vector extensions (Linux), and the load average."""
+    model, flags = "unknown", []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown":
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = value.split()
+    except OSError:
+        pass
+    vector = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4", "f16c")))
+    return {"cpu_model": model, "vector_extensions": vector, "cpus": os.cpu_count(),
+            "load_average": list(os.getloadavg())}
+
+
+def _time(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _tensorflow(x, kernel, dy, a, repeats):
+    import tensorflow as tf
+
+    from kerasbrain.layers import conv_gradient
+
+    args = [tf.constant(v) for v in (x, kernel, dy, a)]
+    pads = conv_gradient.pads(kernel.shape[:3], "same")
+    ones = [1] * 5
+    ops = {  # arguments, not constants: nothing is folded at trace time
+        "matmul": lambda x, kernel, dy, a: tf.matmul(a, a),
+        "forward": lambda x, kernel, dy, a: tf.nn.conv3d(x, kernel, ones, "SAME"),
+        "input_grad": lambda x, kernel, dy, a: tf.raw_ops.Conv3DBackpropInputV2(
+            input_sizes=x.shape, filter=kernel, out_backprop=dy, strides=ones, padding="SAME"),
+        "kernel_grad": lambda x, kernel, dy, a: tf.raw_ops.Conv3DBackpropFilterV2(
+            input=x, filter_sizes=kernel.shape, out_backprop=dy, strides=ones, padding="SAME"),
+        "input_grad_as_forward": lambda x, kernel, dy, a: conv_gradient._input_gradient(dy, kernel, pads),
+        "kernel_grad_as_forward": lambda x, kernel, dy, a: conv_gradient._kernel_gradient(x, dy, kernel, pads),
+    }
+    from tensorflow.python.util import _pywrap_util_port
+
+    info = {"framework": f"tensorflow {tf.__version__}", "onednn": _pywrap_util_port.IsMklEnabled(),
+            "forward_gradients_in_fastconv3d": conv_gradient.use_forward_gradients()}
+    compiled = {name: tf.function(f) for name, f in ops.items()}
+    return info, {name: _time(lambda f=f: f(*args).numpy(), repeats) for name, f in compiled.items()}
+
+
+def _jax(x, kernel, dy, a, repeats):
+    import jax
+    from jax import lax
+
+    dims = ("NDHWC", "DHWIO", "NDHWC")
+
+    def conv(v, k, padding="SAME"):
+        return lax.conv_general_dilated(v, k, (1, 1, 1), padding, dimension_numbers=dims)
+
+    def input_grad_as_forward(d, k):
+        flipped = k[::-1, ::-1, ::-1].transpose(0, 1, 2, 4, 3)
+        return conv(d, flipped)
+
+    def kernel_grad_as_forward(v, d):
+        # batch <-> channels: the kernel is the output gradient, the output the kernel gradient
+        v = jax.numpy.pad(v, [(0, 0), (1, 1), (1, 1), (1, 1), (0, 0)])
+        out = lax.conv_general_dilated(v, d, (1, 1, 1), "VALID",
+                                       dimension_numbers=("CDHWN", "IDHWO", "NDHWC"))
+        return out.transpose(1, 2, 3, 0, 4)  # (c_in, kx, ky, kz, c_out) -> (kx, ky, kz, c_in, c_out)
+
+    args = [jax.numpy.asarray(v) for v in (x, kernel, dy, a)]
+    ops = {  # arguments, not constants: XLA would fold constants at compile time
+        "matmul": lambda x, kernel, dy, a: a @ a,
+        "forward": lambda x, kernel, dy, a: conv(x, kernel),
+        "input_grad": lambda x, kernel, dy, a: jax.vjp(lambda v: conv(v, kernel), x)[1](dy)[0],
+        "kernel_grad": lambda x, kernel, dy, a: jax.vjp(lambda k: conv(x, k), kernel)[1](dy)[0],
+        "input_grad_as_forward": lambda x, kernel, dy, a: input_grad_as_forward(dy, kernel),
+        "kernel_grad_as_forward": lambda x, kernel, dy, a: kernel_grad_as_forward(x, dy),
+    }
+    info = {"framework": f"jax {jax.__version__}"}
+    compiled = {name: jax.jit(f) for name, f in ops.items()}
+    return info, {name: _time(lambda f=f: f(*args).block_until_ready(), repeats)
+                  for name, f in compiled.items()}
+
+
+def measure(size=LAYER, channels=CHANNELS, repeats=2, matmul=4096):
+    """GFLOP/s of forward, input and kernel gradients (native and as forward convolutions)
+    and of a float32 ``matmul x matmul`` product, on the current Keras backend."""
+    import keras
+
+    batch, *spatial = size
+    c_in, c_out = channels
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, *spatial, c_in)).astype("float32")
+    kernel = (rng.normal(size=(3, 3, 3, c_in, c_out)) * 0.1).astype("float32")
+    dy = rng.normal(size=(batch, *spatial, c_out)).astype("float32")
+    a = rng.normal(size=(matmul, matmul)).astype("float32")
+    backend = keras.backend.backend()
+    run = {"tensorflow": _tensorflow, "jax": _jax}[backend]
+    info, seconds = run(x, kernel, dy, a, repeats)
+    conv_flops = 2 * batch * int(np.prod(spatial)) * 27 * c_in * c_out
+    gflops = {name: (2 * matmul**3 if name == "matmul" else conv_flops) / t / 1e9
+              for name, t in seconds.items()}
+    return {**info, "layer": {"batch": batch, "spatial": spatial, "channels": [c_in, c_out],
+                              "kernel": 3, "padding": "same"},
+            "seconds": seconds, "gflops": gflops,
+            "ratio_to_forward": {k: v / gflops["forward"] for k, v in gflops.items()}}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, nargs=4, default=LAYER, metavar=("BATCH", "X", "Y", "Z"))
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+    print(json.dumps({**measure(tuple(args.size), repeats=args.repeats), **cpu_info()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
