@@ -125,7 +125,8 @@ def main():
     t = time.time()
     maps = {
         "ig": explain.integrated_gradients(model, xe, baseline="blur", steps=64),
-        **{f"gradcam_{layer}": explain.gradcam(model, xe, layer=layer)
+        **{f"{variant}_{layer}": explain.gradcam(model, xe, layer=layer, variant=variant)
+           for variant in ("gradcam", "gradcam++", "hirescam")
            for layer in ("block1_relu", "block2_relu", "block3_relu", "block5_relu")},
         "lrp_epsilon": explain.lrp(model, xe, rules="epsilon"),
         "lrp_pyment": explain.lrp(model, xe, rules="pyment"),
@@ -150,6 +151,21 @@ def main():
     ig_logit = explain.integrated_gradients(logit_model, xe, baseline="blur", steps=64)
     delta_logit = logit_model.predict(xe, verbose=0)[:, 0] - logit_model.predict(base, verbose=0)[:, 0]
     ig_logit_error = np.abs(ig_logit.sum(axis=(1, 2, 3)) - delta_logit) / np.abs(delta_logit)
+    rules = {}  # completeness of each quadrature rule at 64 gradients (and midpoint at 128)
+    done = {("midpoint", 64, "probability"): maps["ig"], ("midpoint", 64, "logit"): ig_logit}
+    for rule, steps in [*((r, 64) for r in explain.RULES), ("midpoint", 128)]:
+        for name, m, d in (("probability", model, delta), ("logit", logit_model, delta_logit)):
+            if steps != 64 and name == "logit":
+                continue
+            ig = done.get((rule, steps, name))
+            if ig is None:
+                ig = explain.integrated_gradients(m, xe, baseline="blur", steps=steps, rule=rule)
+            e = np.abs(ig.sum(axis=(1, 2, 3)) - d) / np.abs(d)
+            label = rule if steps == 64 else f"{rule}{steps}"
+            rules[f"{label}_{name}"] = {"max": float(e.max()), "median": float(np.median(e))}
+            print(f"IG completeness, {label:11s} rule, {name:11s}: max {e.max():.2e} median {np.median(e):.2e}",
+                  flush=True)
+    results["ig_completeness_by_rule"] = rules
     results.update({"ig_completeness_error_max": float(ig_error.max()),
                     "ig_logit_completeness_error_max": float(ig_logit_error.max()),
                     "ig_completeness_error_median": float(np.median(ig_error)),
@@ -158,12 +174,12 @@ def main():
                     "deletion_fractions": list(FRACTIONS), "deletion_curves": curves})
 
     print(f"\nregion share of brain volume {share_volume:.4f}; accuracy {test_acc:.3f}, AUC {test_auc:.3f}")
-    print(f"{'method':14s} {'share':>8s} {'ratio':>7s}  deletion curve (mean p) at {FRACTIONS}")
+    print(f"{'method':24s} {'share':>8s} {'ratio':>7s}  deletion curve (mean p) at {FRACTIONS}")
     for name in maps:
         row = results["methods"][name]
-        print(f"{name:14s} {row['region_share']:8.4f} {row['ratio']:7.2f}  "
+        print(f"{name:24s} {row['region_share']:8.4f} {row['ratio']:7.2f}  "
               + " ".join(f"{v:.3f}" for v in curves[name]))
-    print(f"{'random':14s} {'':8s} {'':7s}  " + " ".join(f"{v:.3f}" for v in curves["random"]))
+    print(f"{'random':24s} {'':8s} {'':7s}  " + " ".join(f"{v:.3f}" for v in curves["random"]))
     print(f"IG completeness error (steps=64): probability max {ig_error.max():.2e}, logit max "
           f"{ig_logit_error.max():.2e}; LRP-epsilon conservation "
           f"error: max {lrp_error.max():.2e}", flush=True)

@@ -78,6 +78,25 @@ def test_integrated_gradients_of_a_linear_model_is_exact():
     np.testing.assert_allclose(maps[0], x[0, ..., 0] * w, rtol=1e-4, atol=1e-7)
 
 
+def test_gauss_rule_is_exact_for_a_cubic_model():
+    # f = (w.x + b)^3: along the path the integrand is a quadratic in the path parameter,
+    # which 2 Gauss-Legendre nodes integrate exactly and 2 midpoint or trapezoid steps do not.
+    inputs = keras.Input((*SHAPE, 1))
+    d = keras.layers.Dense(1, bias_initializer="ones", name="out")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, keras.layers.Multiply()([d, d, d]))
+    x = volumes(2)
+    delta = predict(model, x)[:, 0] - predict(model, np.zeros_like(x))[:, 0]
+    for rule, exact in (("gauss", True), ("midpoint", False), ("trapezoid", False)):
+        total = explain.integrated_gradients(model, x, steps=2, rule=rule).sum(axis=(1, 2, 3))
+        error = np.abs(total - delta) / np.abs(delta)
+        assert (error.max() < 1e-4) == exact, (rule, error)
+    alphas, weights = explain.path_nodes(5, "trapezoid")
+    np.testing.assert_allclose(alphas, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(weights, [0.125, 0.25, 0.25, 0.25, 0.125])
+    with pytest.raises(ValueError, match="rule must be one of"):
+        explain.integrated_gradients(model, x, steps=2, rule="simpson")
+
+
 def test_soft_classification_head_explains_the_expected_age():
     model = sfcn_like(head="multitask")
     x = volumes()
@@ -159,6 +178,33 @@ def test_gradcam_points_at_the_octant_the_answer_depends_on():
     assert np.abs(ig[:, ~octant]).max() == 0 and np.abs(ig[:, octant]).sum() > 0
     occ = explain.occlusion(model, x, patch=8)
     assert np.abs(occ[:, ~octant]).max() < 1e-4 * occ.max() and occ[:, octant].min() > 0
+
+
+def test_hirescam_keeps_where_the_gradient_is():
+    # the output reads the features of one octant only (Flatten + Dense): HiResCAM is zero
+    # elsewhere, Grad-CAM's channel-mean weights spread over the whole map
+    inputs = keras.Input((*SHAPE, 1))
+    f = keras.layers.Conv3D(2, 3, padding="same", kernel_initializer="ones", name="features")(inputs)
+    dense = keras.layers.Dense(1, name="out")
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(f)))
+    kernel = np.zeros((*SHAPE, 2, 1), "float32")
+    kernel[:8, 8:, :8] = 1.0
+    dense.kernel.assign(kernel.reshape(-1, 1))
+    x = volumes(2) + 0.5
+    octant = np.zeros(SHAPE, bool)
+    octant[:8, 8:, :8] = True
+    hires = explain.gradcam(model, x, layer="features", variant="hirescam", upsampled=False)
+    plain = explain.gradcam(model, x, layer="features", upsampled=False)
+    assert hires[:, ~octant].max() == 0 and hires[:, octant].min() > 0
+    assert plain[:, ~octant].min() > 0
+    # the map sums to the output less the bias (the head is linear in the features)
+    np.testing.assert_allclose(hires.sum(axis=(1, 2, 3)), predict(model, x)[:, 0], rtol=1e-4)
+    # with global average pooling the gradient is the same everywhere: Grad-CAM = HiResCAM
+    gap = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.GlobalAveragePooling3D()(f)))
+    np.testing.assert_allclose(explain.gradcam(gap, x, layer="features", variant="hirescam"),
+                               explain.gradcam(gap, x, layer="features"), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        explain.gradcam(model, x, variant="scorecam")
 
 
 def test_bad_inputs_name_the_problem():

@@ -21,6 +21,7 @@ model = models.load_model(sys.argv[1], compile=False)
 x = np.load(sys.argv[2])
 np.savez(sys.argv[3], ig=explain.integrated_gradients(model, x, output="age", steps=16),
          gradcam=explain.gradcam(model, x, output="age", layer="block1_relu"),
+         hirescam=explain.gradcam(model, x, output="age", layer="block1_relu", variant="hirescam"),
          lrp=explain.lrp(model, x, output="age", rules="pyment"),
          occlusion=explain.occlusion(model, x, output="age", patch=8))
 """
@@ -43,6 +44,7 @@ def test_tensorflow_and_other_backends_give_the_same_maps(tmp_path, backend):
     other = np.load(tmp_path / "other.npz")
     ours = {"ig": explain.integrated_gradients(model, x, output="age", steps=16),
             "gradcam": explain.gradcam(model, x, output="age", layer="block1_relu"),
+            "hirescam": explain.gradcam(model, x, output="age", layer="block1_relu", variant="hirescam"),
             "lrp": explain.lrp(model, x, output="age", rules="pyment"),
             "occlusion": explain.occlusion(model, x, output="age", patch=8)}
     for name, value in ours.items():

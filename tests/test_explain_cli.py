@@ -117,7 +117,7 @@ def test_explain_command_writes_maps_overlays_and_the_average(scans, model_path,
 def test_predict_explain_adds_the_maps(scans, model_path):
     csv = scans / "pred.csv"
     code = cli.main(["predict", str(scans / "scans"), "--model", model_path, "-o", str(csv),
-                     "--explain", "gradcam", "--explain-space", "model"])
+                     "--explain", "gradcam", "--explain-space", "model", "--variant", "hirescam"])
     assert code == 0
     table = pd.read_csv(csv)
     assert "predicted_age" in table and len(table) == 2

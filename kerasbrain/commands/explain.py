@@ -21,6 +21,9 @@ def add_method_arguments(parser, prefix=""):
                                                   "smoothgrad: noisy samples (default 16)")
     parser.add_argument("--baseline", choices=("zeros", "blur"), help="integrated gradients' baseline")
     parser.add_argument("--layer", help="Grad-CAM: layer of the 3D feature map (default: the last)")
+    parser.add_argument("--variant", choices=("gradcam", "gradcam++", "hirescam"),
+                        help="Grad-CAM: channel weights (default gradcam; hirescam: gradient x "
+                             "feature voxel by voxel)")
     parser.add_argument("--rules", help="LRP rules: epsilon, alpha1beta0, flat or pyment (default epsilon)")
     parser.add_argument("--patch", type=int, help="occlusion: cube side in voxels (default 16)")
 
@@ -65,7 +68,8 @@ def explain_into(predictor, scans, out_dir, method, args):
     from kerasbrain.explain import cohort
 
     options = cohort.method_options(method, steps=args.steps, baseline=args.baseline,
-                                    layer=args.layer, rules=args.rules, patch=args.patch)
+                                    layer=args.layer, rules=args.rules, patch=args.patch,
+                                    variant=args.variant)
     decode = None
     if getattr(args, "weights", None) and not getattr(args, "model", None):
         decode = cohort.decode_for_weights(args.weights)

@@ -10,7 +10,13 @@ Every method returns float32 maps ``(n, x, y, z)`` on the model's input grid.
 """
 
 from kerasbrain.explain.gradcam import gradcam, occlusion
-from kerasbrain.explain.gradients import integrated_gradients, make_baseline, smoothgrad
+from kerasbrain.explain.gradients import (
+    RULES,
+    integrated_gradients,
+    make_baseline,
+    path_nodes,
+    smoothgrad,
+)
 from kerasbrain.explain.lrp import lrp
 from kerasbrain.explain.targets import Target, resolve_target
 
@@ -22,5 +28,5 @@ METHODS = {
     "lrp": lrp,
 }
 
-__all__ = ["METHODS", "Target", "gradcam", "integrated_gradients", "lrp", "make_baseline",
-           "occlusion", "resolve_target", "smoothgrad"]
+__all__ = ["METHODS", "RULES", "Target", "gradcam", "integrated_gradients", "lrp", "make_baseline",
+           "occlusion", "path_nodes", "resolve_target", "smoothgrad"]

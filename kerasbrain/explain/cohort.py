@@ -15,12 +15,13 @@ from kerasbrain.explain.targets import output_tensors
 SPACES = ("model", "scan", "native")
 
 
-def method_options(method, steps=None, baseline=None, layer=None, rules=None, patch=None):
+def method_options(method, steps=None, baseline=None, layer=None, rules=None, patch=None,
+                   variant=None):
     """Keyword arguments of ``method`` from command-line style options (None: default)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
     options = {"ig": {"steps": steps, "baseline": baseline}, "smoothgrad": {"samples": steps},
-               "gradcam": {"layer": layer}, "lrp": {"rules": rules}, "occlusion": {"patch": patch}}
+               "gradcam": {"layer": layer, "variant": variant}, "lrp": {"rules": rules}, "occlusion": {"patch": patch}}
     return {k: v for k, v in options[method].items() if v is not None}
 
 

@@ -1,4 +1,5 @@
-"""Grad-CAM (Selvaraju et al. 2017) for 3D feature maps, and occlusion (Zeiler & Fergus 2014)."""
+"""Grad-CAM (Selvaraju et al. 2017), Grad-CAM++ and HiResCAM for 3D feature maps, and
+occlusion (Zeiler & Fergus 2014)."""
 
 import numpy as np
 
@@ -34,22 +35,13 @@ def upsample(maps, shape):
     return np.stack(out).astype("float32")
 
 
-def gradcam(model, volumes, layer=None, output=None, batch_size=4, index=None, decode=None,
-            upsampled=True):
-    """Grad-CAM: ``ReLU(sum_c mean(dF/dA_c) * A_c)`` on a 3D feature map ``A``.
+VARIANTS = ("gradcam", "gradcam++", "hirescam")
 
-    Args:
-        model: a functional Keras model with one volume input.
-        volumes: ``(x, y, z)``, ``(x, y, z, c)`` or a batch ``(n, x, y, z, c)``.
-        layer: name of the layer whose output is the feature map; ``None``: the last
-            layer with a 3D output (SFCN: ``block5_relu``).
-        output, index, decode: what to explain (see `kerasbrain.explain.resolve_target`).
-        batch_size: volumes per model call.
-        upsampled: resize the maps to the input grid (trilinear); else the feature grid.
 
-    Returns:
-        float32 ``(n, x, y, z)`` maps (non-negative, arbitrary units).
-    """
+def feature_gradients(model, volumes, layer=None, output=None, batch_size=4, index=None, decode=None):
+    """Yield the volumes' batch shape ``(n, x, y, z, c)``, then per batch of volumes
+    ``(A, dF/dA)``: the 3D feature map ``(b, i, j, k, channels)`` of ``layer`` and the
+    gradient of the explained value with respect to it (float64, same shape)."""
     batch_size = _common.check_steps(batch_size, "batch_size")
     graph, x, target = _common.prepare(model, volumes, output, index, decode)
     step = feature_layer(graph, layer)
@@ -64,7 +56,7 @@ def gradcam(model, volumes, layer=None, output=None, batch_size=4, index=None, d
     needed.discard(feature_id)
     keep = [feature_id, *sorted(needed)]
     trunk = forward_function(lambda t, w: graph.run(t, keep=keep)[1], model)
-    maps = []
+    yield x.shape
     for start in range(0, len(x), batch_size):
         rows = list(range(start, min(len(x), start + batch_size)))
         kept = trunk(x[rows])
@@ -72,10 +64,58 @@ def gradcam(model, volumes, layer=None, output=None, batch_size=4, index=None, d
         head = gradient_function(
             lambda a, w, cache=cache: target(graph.run(a, start=step.name, cache=cache)[0], w), model)
         _, grads = head(kept[feature_id], target.rows(rows))
-        weights = grads.mean(axis=(1, 2, 3), keepdims=True)
-        maps.append(np.maximum((weights * kept[feature_id]).sum(axis=-1), 0.0))
-    maps = np.concatenate(maps).astype("float32")
-    return upsample(maps, x.shape[1:4]) if upsampled else maps
+        yield np.asarray(kept[feature_id], dtype="float64"), np.asarray(grads, dtype="float64")
+
+
+def class_activation(a, g, variant="gradcam"):
+    """The map before the ReLU, ``(b, a, b, c)``, from features ``a`` and gradients ``g``.
+
+    ``"gradcam"``: ``sum_c mean(g_c) a_c``; ``"gradcam++"``: channel weights
+    ``sum alpha * ReLU(g_c)`` with ``alpha = g^2 / (2 g^2 + sum(a_c) g^3)`` (Chattopadhay et
+    al. 2018, exponential-output form); ``"hirescam"``: ``sum_c g_c a_c`` voxel by voxel
+    (Draelos & Carin 2020), the map's sum is then the first-order change of the value
+    when the features are removed.
+    """
+    if variant == "gradcam":
+        return (g.mean(axis=(1, 2, 3), keepdims=True) * a).sum(axis=-1)
+    if variant == "gradcam++":
+        g2 = g * g
+        denominator = 2.0 * g2 + a.sum(axis=(1, 2, 3), keepdims=True) * g2 * g
+        alpha = np.where(denominator != 0, g2 / np.where(denominator != 0, denominator, 1.0), 0.0)
+        weights = (alpha * np.maximum(g, 0.0)).sum(axis=(1, 2, 3), keepdims=True)
+        return (weights * a).sum(axis=-1)
+    if variant == "hirescam":
+        return (g * a).sum(axis=-1)
+    raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+
+
+def gradcam(model, volumes, layer=None, output=None, batch_size=4, index=None, decode=None,
+            upsampled=True, variant="gradcam"):
+    """Grad-CAM: ``ReLU(sum_c mean(dF/dA_c) * A_c)`` on a 3D feature map ``A``.
+
+    ``variant="hirescam"`` gives ``ReLU(sum_c dF/dA_c * A_c)``, the gradient kept voxel by
+    voxel: it localises small structures that the channel means average away.
+
+    Args:
+        model: a functional Keras model with one volume input.
+        volumes: ``(x, y, z)``, ``(x, y, z, c)`` or a batch ``(n, x, y, z, c)``.
+        layer: name of the layer whose output is the feature map; ``None``: the last
+            layer with a 3D output (SFCN: ``block5_relu``).
+        output, index, decode: what to explain (see `kerasbrain.explain.resolve_target`).
+        batch_size: volumes per model call.
+        upsampled: resize the maps to the input grid (trilinear); else the feature grid.
+        variant: ``"gradcam"``, ``"gradcam++"`` or ``"hirescam"`` (see `class_activation`).
+
+    Returns:
+        float32 ``(n, x, y, z)`` maps (non-negative, arbitrary units).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    batches = feature_gradients(model, volumes, layer, output, batch_size, index, decode)
+    shape = next(batches)
+    maps = np.concatenate([np.maximum(class_activation(a, g, variant), 0.0) for a, g in batches])
+    maps = maps.astype("float32")
+    return upsample(maps, shape[1:4]) if upsampled else maps
 
 
 def occlusion(model, volumes, patch=16, stride=None, value=0.0, output=None, batch_size=4,

@@ -7,6 +7,29 @@ from kerasbrain.explain import _common
 from kerasbrain.explain.backend import gradient_function
 
 BASELINES = ("zeros", "blur")
+RULES = ("midpoint", "trapezoid", "gauss")
+
+
+def path_nodes(steps, rule="midpoint"):
+    """Quadrature of ``int_0^1 g(a) da`` with ``steps`` evaluations of ``g``.
+
+    Returns float64 ``(alphas, weights)``, both ``(steps,)``; ``weights`` sum to 1.
+    ``"midpoint"``: ``a_k = (k + 0.5) / steps``, equal weights; ``"trapezoid"``: ``steps``
+    equally spaced points including both ends (``steps >= 2``); ``"gauss"``:
+    Gauss-Legendre nodes, exact for polynomials of degree ``2 steps - 1``.
+    """
+    if rule == "midpoint":
+        return (np.arange(steps) + 0.5) / steps, np.full(steps, 1.0 / steps)
+    if rule == "trapezoid":
+        if steps < 2:
+            raise ValueError(f"the trapezoid rule needs steps >= 2, got {steps}")
+        w = np.full(steps, 1.0 / (steps - 1))
+        w[[0, -1]] /= 2
+        return np.linspace(0.0, 1.0, steps), w
+    if rule == "gauss":
+        nodes, w = np.polynomial.legendre.leggauss(steps)
+        return (nodes + 1.0) / 2.0, w / 2.0
+    raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
 
 
 def make_baseline(x, baseline="zeros", sigma=None):
@@ -40,7 +63,7 @@ def make_baseline(x, baseline="zeros", sigma=None):
 
 
 def integrated_gradients(model, volumes, output=None, baseline="zeros", steps=32, batch_size=4,
-                         index=None, decode=None):
+                         index=None, decode=None, rule="midpoint"):
     """Integrated gradients: ``(x - x0) * mean_k grad f(x0 + a_k (x - x0))``.
 
     The path integral uses the midpoint rule (``a_k = (k + 0.5) / steps``), so the
@@ -64,7 +87,8 @@ def integrated_gradients(model, volumes, output=None, baseline="zeros", steps=32
     batch_size = _common.check_steps(batch_size, "batch_size")
     graph, x, target = _common.prepare(model, volumes, output, index, decode)
     base = make_baseline(x, baseline)
-    alphas = ((np.arange(steps) + 0.5) / steps).astype("float32")
+    alphas, weights = path_nodes(steps, rule)
+    alphas = alphas.astype("float32")
     maps = np.zeros(x.shape, dtype="float32")
     grad = gradient_function(_common.model_value(graph, target), model)
     for i in range(len(x)):
@@ -74,8 +98,8 @@ def integrated_gradients(model, volumes, output=None, baseline="zeros", steps=32
         for start in range(0, steps, batch_size):
             a = alphas[start:start + batch_size].reshape(-1, 1, 1, 1, 1)
             _, g = grad(base[i] + a * delta, w)
-            total += g.sum(axis=0)
-        maps[i] = (delta * total / steps).astype("float32")
+            total += np.tensordot(weights[start:start + batch_size], g, axes=1)
+        maps[i] = (delta * total).astype("float32")
     return maps.sum(axis=-1)
 
 
