@@ -122,6 +122,13 @@ def _is_auto_name(layer):
     return re.fullmatch(rf"{re.escape(base)}(_\d+)?", layer.name) is not None
 
 
+def _kind(layer):
+    """The Keras layer kind without its dimension: ``Conv`` for Conv2D, Conv3D and
+    kerasbrain's FastConv3D (the first Keras class of its ancestry)."""
+    keras_class = next(c for c in type(layer).__mro__ if c.__module__.startswith("keras."))
+    return keras_class.__name__.replace("2D", "").replace("3D", "")
+
+
 def _weighted_layers(model):
     return [layer for layer in model.layers if layer.weights]
 
@@ -156,7 +163,7 @@ def pair_layers(model_2d, model_3d):
             f"{len(rest_3d)} unnamed 3D layers with weights."
         )
     for layer_2d, layer_3d in zip(rest_2d, rest_3d, strict=False):
-        if type(layer_2d).__name__.replace("2D", "") != type(layer_3d).__name__.replace("3D", ""):
+        if _kind(layer_2d) != _kind(layer_3d):
             raise ValueError(
                 f"inflate: layers paired by order differ in kind: {layer_2d.name!r} "
                 f"({type(layer_2d).__name__}) vs {layer_3d.name!r} ({type(layer_3d).__name__})."
