@@ -83,7 +83,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, OSError) as error:
+    except (ValueError, FileNotFoundError, OSError, ModuleNotFoundError) as error:
         print(f"kerasbrain {args.command}: error: {error}", file=sys.stderr)
         return 1
 

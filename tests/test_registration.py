@@ -134,3 +134,10 @@ def test_register_rejects_empty_and_nan(template):
     bad[0, 0, 0] = np.nan
     with pytest.raises(VolumeError, match="nan.nii.*NaN"):
         reg.register(Volume(bad, np.eye(4), "nan.nii"), template=template)
+
+
+def test_without_simpleitk_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "SimpleITK", None)
+    volume = Volume(np.ones((8, 8, 8), "float32"), np.eye(4))
+    with pytest.raises(ModuleNotFoundError, match=r'pip install "kerasbrain\[prepare\]"'):
+        reg.register(volume, template=volume)

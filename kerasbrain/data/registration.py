@@ -120,7 +120,7 @@ def to_native(volume, transform, reference=None, order=1):
 
 
 def _to_sitk(volume):
-    import SimpleITK as sitk
+    sitk = _simpleitk()
 
     image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array.T, dtype="float32"))
     lps = _LPS @ volume.affine
@@ -133,7 +133,7 @@ def _to_sitk(volume):
 
 def _matrix(transform):
     """4x4 RAS+ matrix of a SimpleITK affine-like transform (fixed -> moving points)."""
-    import SimpleITK as sitk
+    sitk = _simpleitk()
 
     transform = sitk.AffineTransform(transform) if not isinstance(
         transform, sitk.AffineTransform) else transform
@@ -155,7 +155,7 @@ def _levels(shape):
 
 def _register_sitk(fixed, moving, seed):
     """Template `Volume` (fixed), brain `Volume` (moving) -> 4x4 RAS+ matrix fixed -> moving."""
-    import SimpleITK as sitk
+    sitk = _simpleitk()
 
     shrinks, fractions = _levels(fixed.shape)
     fixed, moving = _to_sitk(fixed), _to_sitk(moving)
@@ -249,3 +249,15 @@ def registration_overlap(registered_mask, grid="ukb", template="mni152"):
                        else registered_mask) > 0.5
     total = expected.sum() + found.sum()
     return float(2.0 * np.logical_and(expected, found).sum() / total) if total else 0.0
+
+
+def _simpleitk():
+    """The SimpleITK module, or an error that says how to install it."""
+    try:
+        import SimpleITK
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            'registration needs SimpleITK: pip install "kerasbrain[prepare]"', name="SimpleITK"
+        ) from error
+    return SimpleITK
+
