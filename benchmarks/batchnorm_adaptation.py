@@ -33,14 +33,8 @@ from kerasbrain import applications, demo, models, tasks, transfer
 
 def pretrain(x, table, config, momentum):
     """`demo.pretrain` with a chosen BatchNorm momentum; returns ``(model, val_index)``."""
-    rng = np.random.default_rng(config.seed)
-    labels = table.copy()
-    for column in ("age", "sex", "ventricle_volume_ml"):
-        labels[column] = labels[column].astype(object)
-        labels.loc[rng.random(len(labels)) < config.missing, column] = None
+    task_list, y, w = demo.pretraining_labels(table, config)
     keras.utils.set_random_seed(config.seed)
-    task_list = demo.pretraining_tasks()
-    y, w = tasks.encode_labels(task_list, labels)
     backbone = applications.SFCN(weights=None, include_top=False, input_shape=(*config.shape, 1),
                                  pooling="avg", filters=config.filters, dropout=0.0,
                                  bn_momentum=momentum)

@@ -147,6 +147,21 @@ def pretraining_tasks():
     ]
 
 
+def pretraining_labels(table, config):
+    """The pretraining tasks and their encoded labels ``(tasks, y, sample_weight)``, with a
+    share ``config.missing`` of each label removed (seeded by ``config.seed``)."""
+    from kerasbrain import tasks as tasks_lib
+
+    rng = np.random.default_rng(config.seed)
+    labels = table.copy()
+    for column in ("age", "sex", "ventricle_volume_ml"):
+        labels[column] = labels[column].astype(object)
+        labels.loc[rng.random(len(labels)) < config.missing, column] = None
+    tasks = pretraining_tasks()
+    y, w = tasks_lib.encode_labels(tasks, labels)
+    return tasks, y, w
+
+
 def pretrain(x, table, config, log=print):
     """Fit a multi-task SFCN on ``x`` with a share ``config.missing`` of each label removed.
 
@@ -156,16 +171,9 @@ def pretrain(x, table, config, log=print):
     import keras
 
     from kerasbrain import applications, models, transfer
-    from kerasbrain import tasks as tasks_lib
 
-    rng = np.random.default_rng(config.seed)
-    labels = table.copy()
-    for column in ("age", "sex", "ventricle_volume_ml"):
-        labels[column] = labels[column].astype(object)
-        labels.loc[rng.random(len(labels)) < config.missing, column] = None
+    tasks, y, w = pretraining_labels(table, config)
     keras.utils.set_random_seed(config.seed)
-    tasks = pretraining_tasks()
-    y, w = tasks_lib.encode_labels(tasks, labels)
     backbone = applications.SFCN(weights=None, include_top=False, input_shape=(*config.shape, 1),
                                  pooling="avg", filters=config.filters, dropout=0.0)
     model = models.multitask(backbone, tasks, dropout=0.2)

@@ -19,7 +19,7 @@ import numpy as np
 def atomic_write(path):
     """Yield a temporary path next to ``path``; rename it to ``path`` when the block ends.
 
-    The temporary name keeps ``path``'s suffix (``model.keras`` -> ``.model.keras-XXXX.keras``)
+    The temporary name keeps ``path``'s suffix (``model.keras`` -> ``.model.keras-<random>.keras``)
     for writers that choose the format by suffix. The folder is created if missing; on an
     exception the temporary file is removed and ``path`` is left as it was.
     """
