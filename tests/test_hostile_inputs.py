@@ -24,6 +24,7 @@ from kerasbrain import cli, inference, tasks
 from kerasbrain import training as train_command
 from kerasbrain.data import Preprocessor, read_table, tfrecord_dataset, write_tfrecords
 from kerasbrain.tuning import config as tune_config
+from kerasbrain.pretraining import config as pretrain_config
 
 SHAPE = (16, 16, 16)
 MODEL_SHAPE = (32, 32, 32)  # SFCN's smallest input
@@ -124,6 +125,21 @@ TUNE_CASES = [
     ("backbone_kwargs", {"dropuot": 0.2}, r"backbone_kwargs\.dropuot: not an argument of SFCN; did you mean dropout\?"),
 ]
 
+PRETRAIN = {
+    "data": {"train": {"npz": "volumes.npz"}, "batch_size": 2},
+    "backbone": {"name": "SFCN", "input_shape": [32, 32, 32, 1], "kwargs": {"filters": [2, 2, 2, 2, 2, 2]}},
+    "epochs": 1, "output": "ssl",
+}
+PRETRAIN_CASES = [
+    ("data.batch_sise", 2, r"data\.batch_sise: unknown key; did you mean batch_size\?"),
+    ("data.batch_size", 1, r"data\.batch_size: 1 is out of range; expected >= 2"),
+    ("contrastive.temprature", 0.2, r"contrastive\.temprature: unknown key; did you mean temperature\?"),
+    ("contrastive.temperature", 0, r"contrastive\.temperature: 0 is out of range; expected > 0"),
+    ("masked.mask_ratio", 1.5, r"masked\.mask_ratio: 1\.5 is out of range"),
+    ("augmentation.flip_axes", [3], r"augmentation\.flip_axes\[0\]: 3 is not one of"),
+    ("method", "simclr", r"method: 'simclr' is not one of"),
+    ("backbone.kwargs", {"filtres": [2] * 6}, r"backbone\.kwargs\.filtres: not an argument of SFCN; did you mean filters\?"),
+]
 
 def _write(tmp_path, config, name="config.yaml"):
     path = tmp_path / name
@@ -147,6 +163,14 @@ def test_tune_config(tmp_path, key, value, pattern):
         tune_config.read_config(path)
     assert cli.main(["tune", path]) == 1  # the command stops before any search
 
+
+@BI
+@pytest.mark.parametrize("key,value,pattern", PRETRAIN_CASES, ids=[c[0] for c in PRETRAIN_CASES])
+def test_pretrain_config(tmp_path, key, value, pattern):
+    path = _write(tmp_path, _edit(PRETRAIN, key, value))
+    with pytest.raises(ValueError, match=f"config.yaml: {pattern}"):
+        pretrain_config.load_config(path)
+    assert cli.main(["pretrain", path]) == 1  # the command stops before reading any volume
 
 @BI
 def test_tune_accepts_task_loss_weights(tmp_path):

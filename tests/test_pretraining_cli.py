@@ -76,10 +76,19 @@ def test_pretrain_config_errors(tmp_path, capsys):
     np.savez(tmp_path / "v.npz", x=np.zeros((4, 32, 32, 32), "float32"))
     base = {"data": {"train": {"npz": str(tmp_path / "v.npz")}}, "backbone": BACKBONE,
             "output": str(tmp_path / "o")}
-    cases = [({"method": "rotation"}, "method 'rotation' is not one of"),
-             ({"lr": 1}, "unknown keys ['lr']"),
+    cases = [({"method": "rotation"}, "method: 'rotation' is not one of"),
+             ({"lr": 1}, "lr: unknown key"),
+             ({"data": {"train": {"npz": str(tmp_path / "v.npz")}, "batch_sise": 2}},
+              "data.batch_sise: unknown key; did you mean batch_size?"),
+             ({"augmentation": {"crop_scal": [0.5, 1.0]}}, "augmentation.crop_scal: unknown key; did you mean crop_scale?"),
+             ({"optimizer": {"learnin_rate": 0.1}}, "optimizer.learnin_rate: unknown key; did you mean learning_rate?"),
+             ({"data": {"train": {"npz": "a.npz", "table": "b.csv"}}}, "data.train: give one of"),
+             ({"contrastive": {"kernel": ["age", -1]}}, "contrastive.kernel: expected [label name, sigma > 0]"),
+             ({"backbone": {**BACKBONE, "name": "SFCM"}}, "backbone.name"),
+             ({"epochs": 0}, "epochs: 0 is out of range"),
              ({"contrastive": {"kernel": ["age", 5.0]}}, "kernel label 'age' is not among the arrays"),
-             ({"masked": {"mask_ratio": 1.0}, "method": "masked"}, "mask_ratio must be in (0, 1)")]
+             ({"masked": {"mask_ratio": 1.0}, "method": "masked"}, "masked.mask_ratio: 1.0 is out of range")]
     for extra, message in cases:
         assert cli.main(["pretrain", write(tmp_path / "bad.yaml", **{**base, **extra})]) == 1
-        assert message in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert message in err and ("bad.yaml" in err or "v.npz" in err), (message, err)

@@ -1,4 +1,5 @@
-"""The schema of each config kind (``train``, ``finetune``, ``tune``); `register` adds more.
+"""The schema of each config kind (``train``, ``finetune``, ``tune``, ``pretrain``); `register`
+adds more.
 
 ``docs/configs.md`` is generated from these (``python -m kerasbrain.config``).
 """
@@ -186,8 +187,56 @@ TUNE = {
     "output": Key((str,), "output folder (or --output)"),
 }
 
+_RANGE = Key((list,), "[low, high]", items=Key((float,), "a bound", low=0))
+PRETRAIN = {
+    "method": Key((str,), "pretext task: SimCLR / y-aware contrastive, or masked-volume "
+                  "modelling", "contrastive", choices=("contrastive", "masked")),
+    "data": required((dict,), "the unlabelled volumes", keys={
+        "train": required((dict,), "one of the sources below (labels are read only for "
+                          "`contrastive.kernel`)", keys={
+                              **_SOURCE,
+                              "preprocessor": Key((str,), "`table`: a weight set whose "
+                                                  "preprocessing the NIfTI files get"),
+                          }),
+        "batch_size": Key((int,), "volumes per batch (contrastive: at least 2)", 16, low=2),
+    }),
+    "backbone": required((dict,), "the architecture to pretrain (pooled output)",
+                         keys=TRAIN["backbone"].keys),
+    "contrastive": Key((dict,), "kerasbrain.pretraining.Contrastive", {}, keys={
+        "projection_dim": positive((int,), "projection head width", 128),
+        "temperature": positive((float,), "NT-Xent temperature", 0.1),
+        "kernel": Key((list,), "[label, sigma]: y-aware positives weighted by an RBF kernel "
+                      "on this continuous label (label units)"),
+    }),
+    "masked": Key((dict,), "kerasbrain.pretraining.MaskedVolume", {}, keys={
+        "mask_ratio": rate("fraction of patches masked", 0.6),
+        "patch_size": positive((int, list), "masked patch side (voxels; divides the input)", 16),
+        "decoder_dim": positive((int,), "decoder width", 128),
+        "decoder_heads": positive((int,), "ViT (MAE) decoder attention heads", 4),
+    }),
+    "augmentation": Key((dict,), "kerasbrain.layers.view_augmentation (contrastive views; "
+                        "0 or null leaves a step out)", {}, keys={
+                            "crop_scale": Key((list,), "volume fraction range of the random "
+                                              "resized crop", [0.4, 1.0], items=_RANGE.items),
+                            "flip_axes": Key((list,), "axes flipped at random", [0],
+                                             items=Key((int,), "an axis", choices=(0, 1, 2))),
+                            "blur": Key((list,), "Gaussian blur sigma range (voxels)", [0.1, 1.5],
+                                        items=_RANGE.items),
+                            "gamma": Key((float,), "log-gamma range (+-)", 0.3, low=0),
+                            "contrast": Key((float,), "intensity factor range (1 +-)", 0.2, low=0),
+                            "noise": Key((float,), "noise std (x the volume's std)", 0.05, low=0),
+                            "cutout": Key((list,), "cutout box side fractions", [0.1, 0.4],
+                                          items=_RANGE.items),
+                        }),
+    "optimizer": TRAIN["optimizer"],
+    "epochs": Key((int,), "pretraining epochs", 100, low=1),
+    "callbacks": TRAIN["callbacks"],
+    "output": required((str,), "output folder (or --output)"),
+    "seed": Key((int,), "random seed", 0, low=0),
+}
+
 #: config kind -> schema; `register` adds the kinds of new commands
-SCHEMAS = {"train": TRAIN, "finetune": TRAIN, "tune": TUNE}
+SCHEMAS = {"train": TRAIN, "finetune": TRAIN, "tune": TUNE, "pretrain": PRETRAIN}
 
 
 def register(kind, schema):

@@ -1,6 +1,7 @@
 """Self-supervised pretraining from a YAML/JSON config (``kerasbrain pretrain CONFIG``).
 
-Config keys (``load_config`` fills the defaults)::
+Config keys (``load_config`` checks them against the ``pretrain`` schema of
+``kerasbrain.config``, listed in ``docs/configs.md``, and fills the defaults)::
 
     method: contrastive                 # contrastive (SimCLR / y-aware) | masked
     data:
@@ -25,62 +26,43 @@ Outputs in ``output``: ``pretrainer.keras`` (the whole pretrainer), ``backbone.k
 holds the state of an unfinished run, so running the same command again resumes it.
 """
 
-import json
 import os
 
 import numpy as np
 
-METHODS = ("contrastive", "masked")
-DEFAULTS = {
-    "method": "contrastive",
-    "data": {},
-    "backbone": None,
-    "contrastive": {},
-    "masked": {},
-    "augmentation": {},
-    "optimizer": {"name": "adam", "learning_rate": 1e-3, "weight_decay": 0.0},
-    "epochs": 100,
-    "callbacks": {},
-    "output": None,
-    "seed": 0,
-}
+SOURCES = ("tfrecords", "npz", "table")
 
 
 def load_config(path, overrides=None):
-    """Read and check a pretraining config; returns a dict with every key filled.
+    """Read and check a pretraining config (schema: ``kerasbrain.config``, kind ``pretrain``,
+    listed in ``docs/configs.md``); returns a dict with every key filled.
 
     Raises:
-        FileNotFoundError / ValueError naming the file and the offending key.
+        FileNotFoundError / ValueError naming the file and the offending key path.
     """
-    import yaml
+    from kerasbrain import config as config_lib
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"config file not found: {path}")
-    with open(path) as handle:
-        try:
-            raw = json.load(handle) if str(path).endswith(".json") else yaml.safe_load(handle)
-        except (yaml.YAMLError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: not valid YAML/JSON: {error}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: the config must be a mapping of keys to values.")
-    unknown = sorted(set(raw) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {unknown}; known keys are {sorted(DEFAULTS)}.")
-    config = {key: raw.get(key, default) for key, default in DEFAULTS.items()}
-    config["optimizer"] = {**DEFAULTS["optimizer"], **(raw.get("optimizer") or {})}
-    config.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    if config["method"] not in METHODS:
-        raise ValueError(f"{path}: method {config['method']!r} is not one of {METHODS}.")
-    if not config["output"]:
-        raise ValueError(f"{path}: 'output' (the output folder) is required.")
-    train = (config["data"] or {}).get("train") or {}
-    if not {"tfrecords", "npz", "table"} & set(train):
-        raise ValueError(f"{path}: 'data.train' needs one of tfrecords, npz, table.")
-    if not isinstance(config["backbone"], dict):
-        raise ValueError(f"{path}: 'backbone' (name, input_shape, weights, kwargs) is required.")
-    kernel = (config["contrastive"] or {}).get("kernel")
-    if kernel is not None and (not isinstance(kernel, list | tuple) or len(kernel) != 2):
-        raise ValueError(f"{path}: contrastive.kernel must be [label name, sigma], got {kernel!r}.")
+    source = os.fspath(path)
+    raw = config_lib.read(path)
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    config = config_lib.validate(raw, "pretrain", source)
+    schema = config_lib.SCHEMAS["pretrain"]
+    for name in ("optimizer", "contrastive", "masked", "augmentation"):
+        defaults = {k: key.default for k, key in schema[name].keys.items() if key.default is not None}
+        config[name] = {**defaults, **(config[name] or {})}
+    config["data"] = {"batch_size": schema["data"].keys["batch_size"].default, **config["data"]}
+    given = [key for key in SOURCES if key in config["data"]["train"]]
+    if len(given) != 1:
+        raise config_lib.ConfigError(f"{source}: data.train: give one of {', '.join(SOURCES)}; "
+                                     f"got {given or 'none'}.")
+    kernel = config["contrastive"].get("kernel")
+    if kernel is not None and not (len(kernel) == 2 and isinstance(kernel[0], str)
+                                   and isinstance(kernel[1], int | float) and kernel[1] > 0):
+        raise config_lib.ConfigError(f"{source}: contrastive.kernel: expected [label name, sigma > 0], "
+                                     f"got {kernel!r}.")
+    backbone = config["backbone"]
+    config_lib.check_backbone(backbone.get("name") or "SFCN", backbone.get("kwargs"), source,
+                              "backbone.name", "backbone.kwargs")
     return config
 
 
@@ -140,19 +122,11 @@ def load_volumes(source, label, batch_size, seed):
             x = arrays["x"].astype("float32")
             y = {label: arrays[label].astype("float32")} if label else None
         return (x[..., None] if x.ndim == 4 else x), y
-    import pandas as pd
-
     from kerasbrain import data
 
-    table_path = source["table"]
-    table = pd.read_csv(table_path, sep="\t" if str(table_path).endswith(".tsv") else ",")
-    column = source.get("path_column", "path")
-    for name in (column, label):
-        if name and name not in table:
-            raise ValueError(f"{table_path}: no column {name!r}; columns are {list(table.columns)}.")
-    root = os.path.dirname(os.path.abspath(table_path))
-    paths = [p if os.path.isabs(p) else os.path.join(root, p) for p in table[column]]
-    return data.volume_dataset(paths, labels={label: table[label].tolist()} if label else None,
+    table = data.read_table(source["table"], labels=[label] if label else [],
+                            path_column=source.get("path_column", "path"))
+    return data.volume_dataset(list(table.frame["path"]), labels={label: table.frame[label].tolist()} if label else None,
                                preprocessor=source.get("preprocessor"), batch_size=batch_size,
                                shuffle=True, cache=True, seed=seed)
 
@@ -167,8 +141,8 @@ def run_config(config, extra_callbacks=()):
     keras.utils.set_random_seed(int(config["seed"]))
     output = config["output"]
     os.makedirs(os.path.join(output, "checkpoints"), exist_ok=True)
-    kernel = (config["contrastive"] or {}).get("kernel") if config["method"] == "contrastive" else None
-    batch_size = int(config["data"].get("batch_size", 16))
+    kernel = config["contrastive"].get("kernel") if config["method"] == "contrastive" else None
+    batch_size = int(config["data"]["batch_size"])
     train = load_volumes(config["data"]["train"], kernel[0] if kernel else None, batch_size, config["seed"])
     model = build_pretrainer(config)
     write_json(os.path.join(output, "config.json"), config)
@@ -177,7 +151,7 @@ def run_config(config, extra_callbacks=()):
         model.fit(train[0], train[1], batch_size=batch_size, shuffle=True, epochs=int(config["epochs"]),
                   callbacks=callbacks)
     else:
-        model.fit(train, epochs=int(config["epochs"]), callbacks=callbacks)
+        model.fit(train, epochs=int(config["epochs"]), callbacks=callbacks, shuffle=False)  # shuffled
     for name, saved in (("pretrainer", model), ("backbone", model.backbone)):
         with atomic_write(os.path.join(output, f"{name}.keras")) as tmp:
             saved.save(tmp)
