@@ -23,8 +23,8 @@ import yaml
 from kerasbrain import cli, inference, tasks
 from kerasbrain import training as train_command
 from kerasbrain.data import Preprocessor, read_table, tfrecord_dataset, write_tfrecords
-from kerasbrain.tuning import config as tune_config
 from kerasbrain.pretraining import config as pretrain_config
+from kerasbrain.tuning import config as tune_config
 
 SHAPE = (16, 16, 16)
 MODEL_SHAPE = (32, 32, 32)  # SFCN's smallest input
