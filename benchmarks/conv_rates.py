@@ -6,7 +6,9 @@ float32, on the current Keras backend's framework:
 - TensorFlow: ``tf.nn.conv3d``, ``Conv3DBackpropInputV2``, ``Conv3DBackpropFilterV2``, and
   ``FastConv3D``'s gradients from forward convolutions (``kerasbrain.layers.conv_gradient``);
 - JAX: ``lax.conv_general_dilated`` and its gradients through XLA, and the same
-  forward-convolution formulation of the gradients written with ``lax``.
+  forward-convolution formulation of the gradients written with ``lax``;
+- PyTorch (``measure(..., framework="torch")``): ``conv3d`` and ``convolution_backward``
+  (input, kernel) beside ``torch.mm``, channels first as PyTorch stores volumes.
 
     KERAS_BACKEND=tensorflow PYTHONPATH=. python benchmarks/conv_rates.py [--size 2 40 48 40]
 
@@ -114,11 +116,35 @@ def _jax(x, kernel, dy, a, repeats):
                   for name, f in compiled.items()}
 
 
-def measure(size=LAYER, channels=CHANNELS, repeats=2, matmul=4096):
-    """GFLOP/s of forward, input and kernel gradients (native and as forward convolutions)
-    and of a float32 ``matmul x matmul`` product, on the current Keras backend."""
-    import keras
+def _torch(x, kernel, dy, a, repeats):
+    import torch
 
+    # channels first: (batch, c, x, y, z), kernel (c_out, c_in, kx, ky, kz)
+    x, dy = (torch.from_numpy(v).permute(0, 4, 1, 2, 3).contiguous() for v in (x, dy))
+    kernel = torch.from_numpy(kernel).permute(4, 3, 0, 1, 2).contiguous()
+    a = torch.from_numpy(a)
+
+    def backward(mask):
+        return torch.ops.aten.convolution_backward(
+            dy, x, kernel, None, [1, 1, 1], [1, 1, 1], [1, 1, 1], False, [0, 0, 0], 1, mask)
+
+    ops = {
+        "matmul": lambda: a @ a,
+        "forward": lambda: torch.nn.functional.conv3d(x, kernel, padding=1),
+        "input_grad": lambda: backward([True, False, False]),
+        "kernel_grad": lambda: backward([False, True, False]),
+    }
+    info = {"framework": f"torch {torch.__version__}",
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads()}
+    with torch.no_grad():
+        return info, {name: _time(f, repeats) for name, f in ops.items()}
+
+
+def measure(size=LAYER, channels=CHANNELS, repeats=2, matmul=4096, framework=None):
+    """GFLOP/s of forward, input and kernel gradients (native and as forward convolutions)
+    and of a float32 ``matmul x matmul`` product, on ``framework`` ("torch") or the
+    current Keras backend."""
     batch, *spatial = size
     c_in, c_out = channels
     rng = np.random.default_rng(0)
@@ -126,8 +152,11 @@ def measure(size=LAYER, channels=CHANNELS, repeats=2, matmul=4096):
     kernel = (rng.normal(size=(3, 3, 3, c_in, c_out)) * 0.1).astype("float32")
     dy = rng.normal(size=(batch, *spatial, c_out)).astype("float32")
     a = rng.normal(size=(matmul, matmul)).astype("float32")
-    backend = keras.backend.backend()
-    run = {"tensorflow": _tensorflow, "jax": _jax}[backend]
+    if framework is None:
+        import keras
+
+        framework = keras.backend.backend()
+    run = {"tensorflow": _tensorflow, "jax": _jax, "torch": _torch}[framework]
     info, seconds = run(x, kernel, dy, a, repeats)
     conv_flops = 2 * batch * int(np.prod(spatial)) * 27 * c_in * c_out
     gflops = {name: (2 * matmul**3 if name == "matmul" else conv_flops) / t / 1e9
