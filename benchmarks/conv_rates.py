@@ -11,6 +11,7 @@ float32, on the current Keras backend's framework:
   (input, kernel) beside ``torch.mm``, channels first as PyTorch stores volumes.
 
     KERAS_BACKEND=tensorflow PYTHONPATH=. python benchmarks/conv_rates.py [--size 2 40 48 40]
+        [--kernel 3 --stride 2 --channels 32 64 --framework torch]
 
 Prints one JSON line. ``benchmarks/sfcn_step.py`` runs it beside the SFCN step.
 """
@@ -55,23 +56,30 @@ def _time(fn, repeats):
     return min(times)
 
 
-def _tensorflow(x, kernel, dy, a, repeats):
+def _tensorflow(x, kernel, dy, a, repeats, stride=1):
     import tensorflow as tf
 
     from kerasbrain.layers import conv_gradient
 
     args = [tf.constant(v) for v in (x, kernel, dy, a)]
-    pads = conv_gradient.pads(kernel.shape[:3], "same")
-    ones = [1] * 5
+    strides = [1, stride, stride, stride, 1]
+
+    def as_forward(x, kernel, dy, wrt):
+        # FastConv3D's gradients; the other one is pruned from the traced function
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = conv_gradient.conv3d(x, kernel, "same", strides[1:4])
+        return tape.gradient(y, [x, kernel][wrt], output_gradients=dy)
+
     ops = {  # arguments, not constants: nothing is folded at trace time
         "matmul": lambda x, kernel, dy, a: tf.matmul(a, a),
-        "forward": lambda x, kernel, dy, a: tf.nn.conv3d(x, kernel, ones, "SAME"),
+        "forward": lambda x, kernel, dy, a: tf.nn.conv3d(x, kernel, strides, "SAME"),
         "input_grad": lambda x, kernel, dy, a: tf.raw_ops.Conv3DBackpropInputV2(
-            input_sizes=x.shape, filter=kernel, out_backprop=dy, strides=ones, padding="SAME"),
+            input_sizes=x.shape, filter=kernel, out_backprop=dy, strides=strides, padding="SAME"),
         "kernel_grad": lambda x, kernel, dy, a: tf.raw_ops.Conv3DBackpropFilterV2(
-            input=x, filter_sizes=kernel.shape, out_backprop=dy, strides=ones, padding="SAME"),
-        "input_grad_as_forward": lambda x, kernel, dy, a: conv_gradient._input_gradient(dy, kernel, pads),
-        "kernel_grad_as_forward": lambda x, kernel, dy, a: conv_gradient._kernel_gradient(x, dy, kernel, pads),
+            input=x, filter_sizes=kernel.shape, out_backprop=dy, strides=strides, padding="SAME"),
+        "input_grad_as_forward": lambda x, kernel, dy, a: as_forward(x, kernel, dy, 0),
+        "kernel_grad_as_forward": lambda x, kernel, dy, a: as_forward(x, kernel, dy, 1),
     }
     from tensorflow.python.util import _pywrap_util_port
 
@@ -81,7 +89,9 @@ def _tensorflow(x, kernel, dy, a, repeats):
     return info, {name: _time(lambda f=f: f(*args).numpy(), repeats) for name, f in compiled.items()}
 
 
-def _jax(x, kernel, dy, a, repeats):
+def _jax(x, kernel, dy, a, repeats, stride=1):
+    if stride != 1:
+        raise ValueError("the JAX rates are for stride 1")
     import jax
     from jax import lax
 
@@ -116,7 +126,7 @@ def _jax(x, kernel, dy, a, repeats):
                   for name, f in compiled.items()}
 
 
-def _torch(x, kernel, dy, a, repeats):
+def _torch(x, kernel, dy, a, repeats, stride=1):
     import torch
 
     # channels first: (batch, c, x, y, z), kernel (c_out, c_in, kx, ky, kz)
@@ -124,13 +134,15 @@ def _torch(x, kernel, dy, a, repeats):
     kernel = torch.from_numpy(kernel).permute(4, 3, 0, 1, 2).contiguous()
     a = torch.from_numpy(a)
 
+    pad = [kernel.shape[-1] // 2] * 3
+
     def backward(mask):
         return torch.ops.aten.convolution_backward(
-            dy, x, kernel, None, [1, 1, 1], [1, 1, 1], [1, 1, 1], False, [0, 0, 0], 1, mask)
+            dy, x, kernel, None, [stride] * 3, pad, [1, 1, 1], False, [0, 0, 0], 1, mask)
 
     ops = {
         "matmul": lambda: a @ a,
-        "forward": lambda: torch.nn.functional.conv3d(x, kernel, padding=1),
+        "forward": lambda: torch.nn.functional.conv3d(x, kernel, stride=stride, padding=pad),
         "input_grad": lambda: backward([True, False, False]),
         "kernel_grad": lambda: backward([False, True, False]),
     }
@@ -141,28 +153,29 @@ def _torch(x, kernel, dy, a, repeats):
         return info, {name: _time(f, repeats) for name, f in ops.items()}
 
 
-def measure(size=LAYER, channels=CHANNELS, repeats=2, matmul=4096, framework=None):
+def measure(size=LAYER, channels=CHANNELS, repeats=2, matmul=4096, framework=None, kernel=3, stride=1):
     """GFLOP/s of forward, input and kernel gradients (native and as forward convolutions)
-    and of a float32 ``matmul x matmul`` product, on ``framework`` ("torch") or the
-    current Keras backend."""
+    of a ``kernel``-wide, ``"same"`` convolution at ``stride`` and of a float32 ``matmul x
+    matmul`` product, on ``framework`` ("torch") or the current Keras backend."""
     batch, *spatial = size
     c_in, c_out = channels
+    out = [-(-n // stride) for n in spatial]
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, *spatial, c_in)).astype("float32")
-    kernel = (rng.normal(size=(3, 3, 3, c_in, c_out)) * 0.1).astype("float32")
-    dy = rng.normal(size=(batch, *spatial, c_out)).astype("float32")
+    weights = (rng.normal(size=(kernel, kernel, kernel, c_in, c_out)) * 0.1).astype("float32")
+    dy = rng.normal(size=(batch, *out, c_out)).astype("float32")
     a = rng.normal(size=(matmul, matmul)).astype("float32")
     if framework is None:
         import keras
 
         framework = keras.backend.backend()
     run = {"tensorflow": _tensorflow, "jax": _jax, "torch": _torch}[framework]
-    info, seconds = run(x, kernel, dy, a, repeats)
-    conv_flops = 2 * batch * int(np.prod(spatial)) * 27 * c_in * c_out
+    info, seconds = run(x, weights, dy, a, repeats, stride=stride)
+    conv_flops = 2 * batch * int(np.prod(out)) * kernel**3 * c_in * c_out
     gflops = {name: (2 * matmul**3 if name == "matmul" else conv_flops) / t / 1e9
               for name, t in seconds.items()}
     return {**info, "layer": {"batch": batch, "spatial": spatial, "channels": [c_in, c_out],
-                              "kernel": 3, "padding": "same"},
+                              "kernel": kernel, "stride": stride, "padding": "same"},
             "seconds": seconds, "gflops": gflops,
             "ratio_to_forward": {k: v / gflops["forward"] for k, v in gflops.items()}}
 
@@ -171,8 +184,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, nargs=4, default=LAYER, metavar=("BATCH", "X", "Y", "Z"))
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--kernel", type=int, default=3)
+    parser.add_argument("--stride", type=int, default=1)
+    parser.add_argument("--channels", type=int, nargs=2, default=CHANNELS)
+    parser.add_argument("--framework", choices=("tensorflow", "jax", "torch"),
+                        help="default: the Keras backend")
     args = parser.parse_args(argv)
-    print(json.dumps({**measure(tuple(args.size), repeats=args.repeats), **cpu_info()}))
+    result = measure(tuple(args.size), tuple(args.channels), repeats=args.repeats,
+                     framework=args.framework, kernel=args.kernel, stride=args.stride)
+    print(json.dumps({**result, **cpu_info()}))
     return 0
 
 

@@ -7,13 +7,20 @@ from keras import ops
 
 from kerasbrain.layers import FastConv3D
 
-# the backbones' stride-1 convolutions (3x3x3 "same", 1x1x1) and other kernels and paddings
+# the backbones' convolutions (3x3x3 and 1x1x1 at strides 1 and 2, "same" and "valid";
+# ConvNeXt's 2x2x2 and 4x4x4 at their own stride) and other kernels, paddings, odd sizes
 CASES = [
     (dict(filters=4, kernel_size=3, padding="same"), (2, 6, 7, 5, 3)),
     (dict(filters=3, kernel_size=1, padding="valid"), (1, 5, 4, 6, 4)),
     (dict(filters=2, kernel_size=(3, 2, 1), padding="same", use_bias=False), (1, 6, 5, 4, 2)),
     (dict(filters=3, kernel_size=(1, 3, 3), padding="valid"), (2, 4, 6, 5, 1)),
-    (dict(filters=3, kernel_size=3, strides=2, padding="same"), (1, 7, 6, 5, 2)),  # Conv3D's kernels
+    (dict(filters=3, kernel_size=3, strides=2, padding="same"), (1, 7, 6, 5, 2)),
+    (dict(filters=3, kernel_size=3, strides=2, padding="valid"), (2, 8, 7, 9, 2)),
+    (dict(filters=4, kernel_size=1, strides=2, padding="same"), (1, 7, 6, 5, 3)),
+    (dict(filters=4, kernel_size=1, strides=2, padding="valid", use_bias=False), (1, 6, 5, 4, 3)),
+    (dict(filters=3, kernel_size=2, strides=2), (2, 6, 5, 4, 2)),
+    (dict(filters=3, kernel_size=4, strides=4), (1, 9, 8, 10, 1)),
+    (dict(filters=2, kernel_size=(3, 1, 2), strides=(2, 1, 3), padding="same"), (1, 5, 4, 7, 2)),
 ]
 
 

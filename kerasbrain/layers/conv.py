@@ -41,7 +41,7 @@ class FastConv3D(keras.layers.Conv3D):
         if self._forward_gradients():
             from kerasbrain.layers import conv_gradient
 
-            return conv_gradient.conv3d(inputs, kernel, self.padding)
+            return conv_gradient.conv3d(inputs, kernel, self.padding, self.strides)
         return super().convolution_op(inputs, kernel)
 
     def _forward_gradients(self):
@@ -53,7 +53,6 @@ class FastConv3D(keras.layers.Conv3D):
             self.data_format == "channels_last"
             and self.groups == 1
             and tuple(self.dilation_rate) == (1, 1, 1)
-            and tuple(self.strides) == (1, 1, 1)
             and conv_gradient.use_forward_gradients()
         )
 
