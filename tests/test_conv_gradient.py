@@ -58,7 +58,7 @@ def test_values_and_gradients_match_conv3d(kwargs, shape, gradients, forward_gra
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(w).max())))
 
 
-@pytest.mark.parametrize("kwargs,shape", CASES[:2])
+@pytest.mark.parametrize("kwargs,shape", [CASES[0], CASES[1], CASES[4]])
 def test_mixed_bfloat16_matches_conv3d(kwargs, shape, gradients, forward_gradients):
     reference, fast, weights = _pair(kwargs, shape, dtype="mixed_bfloat16")
     # in a model, so that the layers compute in bfloat16 (stateless_call alone does not cast)
@@ -80,13 +80,26 @@ def test_mixed_bfloat16_matches_conv3d(kwargs, shape, gradients, forward_gradien
         np.testing.assert_allclose(g, w, rtol=2e-2, atol=2e-2 * float(np.abs(w).max()))
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                    reason="other backends run Conv3D's own kernels for SFCN's layers")
-def test_sfcn_gradients_unchanged(gradients, forward_gradients):
+def _sfcn():
     from kerasbrain.applications import SFCN
 
-    model = SFCN(weights=None, input_shape=(32, 32, 32, 1), classes=5, filters=(4, 6, 8, 8, 8, 4))
-    assert sum(isinstance(layer, FastConv3D) for layer in model.layers) == 6
+    return SFCN(weights=None, input_shape=(32, 32, 32, 1), classes=5, filters=(4, 6, 8, 8, 8, 4))
+
+
+def _resnet10():  # strided 3x3x3 convolutions and 1x1x1 shortcuts, a 7x7x7 stride-2 stem
+    from kerasbrain.applications import ResNet10
+
+    return ResNet10(weights=None, input_shape=(32, 32, 32, 1), classes=5, filters=4)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="other backends run Conv3D's own kernels for the backbones' layers")
+@pytest.mark.parametrize("build,convolutions,strided", [(_sfcn, 6, 0), (_resnet10, 12, 6)])
+def test_backbone_gradients_unchanged(build, convolutions, strided, gradients, forward_gradients):
+    model = build()
+    fast = [layer for layer in model.layers if isinstance(layer, FastConv3D)]
+    assert len(fast) == convolutions
+    assert sum(tuple(layer.strides) != (1, 1, 1) and layer.kernel_size[0] < 5 for layer in fast) == strided
 
     def plain(layer):
         cls = keras.layers.Conv3D if isinstance(layer, FastConv3D) else type(layer)
