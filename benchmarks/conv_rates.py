@@ -84,7 +84,7 @@ def _tensorflow(x, kernel, dy, a, repeats, stride=1):
     from tensorflow.python.util import _pywrap_util_port
 
     info = {"framework": f"tensorflow {tf.__version__}", "onednn": _pywrap_util_port.IsMklEnabled(),
-            "forward_gradients_in_fastconv3d": conv_gradient.use_forward_gradients()}
+            "forward_gradients_in_fastconv3d": conv_gradient.forward_gradients()}
     compiled = {name: tf.function(f) for name, f in ops.items()}
     return info, {name: _time(lambda f=f: f(*args).numpy(), repeats) for name, f in compiled.items()}
 

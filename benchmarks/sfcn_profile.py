@@ -76,7 +76,7 @@ def _worker(size, batch, repeats):
     y = rng.dirichlet(np.ones(40), size=batch).astype("float32")
     step = _best(lambda: model.train_on_batch(x, y), repeats)
     return {"onednn": _pywrap_util_port.IsMklEnabled(),
-            "forward_gradients": conv_gradient.use_forward_gradients(),
+            "forward_gradients": conv_gradient.forward_gradients(),
             "layers": layers, "sgd_update_s": sgd, "train_step_s": step}
 
 

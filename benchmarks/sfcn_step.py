@@ -108,9 +108,9 @@ def _keras_worker(shape, batch, repeats, plain=False, native=False):
         from kerasbrain.layers import conv_gradient
 
         if native:  # TensorFlow's own gradient kernels in every FastConv3D
-            conv_gradient.use_forward_gradients = lambda: False
+            conv_gradient.forward_gradients = lambda: None
         info = {"onednn": _pywrap_util_port.IsMklEnabled(),
-                "forward_gradients": conv_gradient.use_forward_gradients()}
+                "forward_gradients": conv_gradient.forward_gradients()}
     x, y = _data(shape, batch)
     model = SFCN(weights=None, input_shape=(*shape, 1), classes=CLASSES)
     if plain:

@@ -24,13 +24,14 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def forward_gradients(monkeypatch):
-    """Use the forward-convolution gradients on TensorFlow whatever the CPU and oneDNN."""
+@pytest.fixture(params=["both", "input"] if keras.backend.backend() == "tensorflow" else ["none"])
+def forward_gradients(request, monkeypatch):
+    """On TensorFlow, whatever the CPU and oneDNN: both gradients from forward convolutions
+    (as without oneDNN), or the input gradient only (as with oneDNN)."""
     if keras.backend.backend() == "tensorflow":
         from kerasbrain.layers import conv_gradient
 
-        monkeypatch.setattr(conv_gradient, "use_forward_gradients", lambda: True)
+        monkeypatch.setattr(conv_gradient, "forward_gradients", lambda: request.param)
 
 
 def _pair(kwargs, shape, dtype=None):
@@ -124,11 +125,14 @@ def test_backbone_gradients_unchanged(build, convolutions, strided, gradients, f
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's device and oneDNN check")
-def test_forward_gradients_only_on_cpu_without_onednn():
+def test_forward_gradients_only_on_cpu():
     import tensorflow as tf
     from tensorflow.python.util import _pywrap_util_port
 
     from kerasbrain.layers import conv_gradient
 
-    expected = not tf.config.list_logical_devices("GPU") and not _pywrap_util_port.IsMklEnabled()
-    assert conv_gradient.use_forward_gradients() == expected
+    if tf.config.list_logical_devices("GPU"):
+        expected = None
+    else:
+        expected = "input" if _pywrap_util_port.IsMklEnabled() else "both"
+    assert conv_gradient.forward_gradients() == expected

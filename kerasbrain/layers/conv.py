@@ -38,23 +38,22 @@ class FastConv3D(keras.layers.Conv3D):
         )
         if plane:
             return _plane_conv(inputs, kernel, self.strides, self.padding)
-        if self._forward_gradients():
+        mode = self._forward_gradients()
+        if mode == "both" or (mode == "input" and tuple(self.strides) == (1, 1, 1)):
             from kerasbrain.layers import conv_gradient
 
-            return conv_gradient.conv3d(inputs, kernel, self.padding, self.strides)
+            return conv_gradient.conv3d(inputs, kernel, self.padding, self.strides,
+                                        native_kernel_gradient=mode == "input")
         return super().convolution_op(inputs, kernel)
 
     def _forward_gradients(self):
         if keras.backend.backend() != "tensorflow":
-            return False
+            return None
         from kerasbrain.layers import conv_gradient
 
-        return (
-            self.data_format == "channels_last"
-            and self.groups == 1
-            and tuple(self.dilation_rate) == (1, 1, 1)
-            and conv_gradient.use_forward_gradients()
-        )
+        if self.data_format == "channels_last" and self.groups == 1 and tuple(self.dilation_rate) == (1, 1, 1):
+            return conv_gradient.forward_gradients()
+        return None
 
 
 def _plane_conv(x, kernel, strides, padding):

@@ -18,8 +18,11 @@ gradients from forward convolutions:
 A strided convolution is the sum of one stride-1 convolution per phase of the input
 (``_strided_conv3d``), so its gradients come from the same forward convolutions.
 
-With oneDNN (TensorFlow's default on Intel CPUs with AVX-512) the native gradient kernels
-already run at the forward rate, and ``use_forward_gradients`` says so.
+With oneDNN (TensorFlow's default on Intel CPUs with AVX-512 VNNI, and kerasbrain's on
+x86) the native kernel-gradient kernel runs near the forward rate and the 2D formulation is
+slow, while the native input-gradient kernel still runs below the forward rate: there only
+the input gradient of stride-1 convolutions comes from a forward convolution
+(``forward_gradients`` says which).
 """
 
 import functools
@@ -28,16 +31,17 @@ import tensorflow as tf
 
 
 @functools.cache
-def use_forward_gradients():
-    """True where the forward-convolution gradients are faster than TensorFlow's own:
-    no GPU visible to TensorFlow and oneDNN disabled."""
+def forward_gradients():
+    """Which gradients of a convolution come from forward convolutions on TensorFlow:
+    ``"both"`` on a CPU without oneDNN, ``"input"`` on a CPU with oneDNN, None where a GPU
+    is visible to TensorFlow (its own gradient kernels)."""
     if tf.config.list_logical_devices("GPU"):
-        return False
+        return None
     try:
         from tensorflow.python.util import _pywrap_util_port
     except ImportError:  # pragma: no cover - layout of TensorFlow's internals
-        return False
-    return not _pywrap_util_port.IsMklEnabled()
+        return None
+    return "input" if _pywrap_util_port.IsMklEnabled() else "both"
 
 
 def pads(kernel_size, padding):
@@ -47,18 +51,21 @@ def pads(kernel_size, padding):
     return [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_size]
 
 
-def conv3d(x, kernel, padding, strides=(1, 1, 1)):
+def conv3d(x, kernel, padding, strides=(1, 1, 1), native_kernel_gradient=False):
     """``tf.nn.conv3d(x, kernel, strides, padding)`` with forward-convolution gradients.
 
     ``x``: ``(batch, X, Y, Z, channels_in)``; ``kernel``: ``(kx, ky, kz, channels_in,
-    channels_out)``; ``padding``: ``"same"`` or ``"valid"``; ``strides``: 3 ints. Returns
-    ``(batch, X', Y', Z', channels_out)``, the same numbers as ``tf.nn.conv3d``.
+    channels_out)``; ``padding``: ``"same"`` or ``"valid"``; ``strides``: 3 ints;
+    ``native_kernel_gradient``: the kernel gradient from TensorFlow's own kernel (stride 1).
+    Returns ``(batch, X', Y', Z', channels_out)``, the same numbers as ``tf.nn.conv3d``.
     """
     # a Keras variable is read now: the gradient may run outside a stateless scope
     x, kernel = tf.convert_to_tensor(x), tf.convert_to_tensor(kernel)
     if tuple(strides) != (1, 1, 1):
+        if native_kernel_gradient:
+            raise ValueError("native_kernel_gradient needs strides of 1")
         return _strided_conv3d(x, kernel, padding.lower(), tuple(strides))
-    return _conv3d(tuple(kernel.shape[:3]), padding.lower())(x, kernel)
+    return _conv3d(tuple(kernel.shape[:3]), padding.lower(), native_kernel_gradient)(x, kernel)
 
 
 def _strided_conv3d(x, kernel, padding, strides):
@@ -102,7 +109,7 @@ def _strided_conv3d(x, kernel, padding, strides):
 
 
 @functools.cache
-def _conv3d(kernel_size, padding):
+def _conv3d(kernel_size, padding, native_kernel_gradient=False):
     spatial_pads = pads(kernel_size, padding)
 
     @tf.custom_gradient
@@ -110,7 +117,13 @@ def _conv3d(kernel_size, padding):
         y = tf.nn.conv3d(x, kernel, [1] * 5, padding.upper())
 
         def grad(dy):
-            return _input_gradient(dy, kernel, spatial_pads), _kernel_gradient(x, dy, kernel, spatial_pads)
+            if native_kernel_gradient:
+                dk = tf.raw_ops.Conv3DBackpropFilterV2(
+                    input=x, filter_sizes=tf.shape(kernel), out_backprop=dy, strides=[1] * 5,
+                    padding=padding.upper())
+            else:
+                dk = _kernel_gradient(x, dy, kernel, spatial_pads)
+            return _input_gradient(dy, kernel, spatial_pads), dk
 
         return y, grad
 
@@ -118,9 +131,11 @@ def _conv3d(kernel_size, padding):
 
 
 def _input_gradient(dy, kernel, spatial_pads):
-    kx, ky, kz = kernel.shape[:3]
+    kernel_size = kernel.shape[:3]
     flipped = tf.transpose(tf.reverse(kernel, [0, 1, 2]), [0, 1, 2, 4, 3])
-    full = [(k - 1 - left, k - 1 - right) for k, (left, right) in zip((kx, ky, kz), spatial_pads, strict=True)]
+    full = [(k - 1 - left, k - 1 - right) for k, (left, right) in zip(kernel_size, spatial_pads, strict=True)]
+    if full == pads(kernel_size, "same"):  # no padded copy of dy
+        return tf.nn.conv3d(dy, flipped, [1] * 5, "SAME")
     dy = tf.pad(dy, [(0, 0), *full, (0, 0)])
     return tf.nn.conv3d(dy, flipped, [1] * 5, "VALID")
 
