@@ -7,11 +7,12 @@ whole training step. ``FastConv3D`` computes the same convolution as a sum over 
 of the first spatial axis of 2D convolutions of ``(batch * x)`` planes, whose gradients
 TensorFlow computes quickly (0.3 s for that stem).
 
-Stride-1 convolutions with smaller kernels (SFCN's 3x3x3 and 1x1x1, the backbones' 3x3x3
-and 1x1x1 layers) take their gradients from forward convolutions where TensorFlow runs on
-the CPU without oneDNN (``kerasbrain.layers.conv_gradient``), 2.1-2.3x faster than
-TensorFlow's own gradient kernels there. Other backends, devices, groups and dilations use
-``keras.layers.Conv3D`` unchanged.
+Convolutions with smaller kernels (SFCN's 3x3x3 and 1x1x1, the backbones' 3x3x3 and 1x1x1
+layers at stride 1 or 2, ConvNeXt's downsampling) take their gradients from forward
+convolutions where TensorFlow runs on the CPU (``kerasbrain.layers.conv_gradient``):
+both gradients without oneDNN, where TensorFlow's own gradient kernels run at less than
+half the forward rate; with oneDNN, the input gradient of stride-1 convolutions only.
+Other backends, devices, groups and dilations use ``keras.layers.Conv3D`` unchanged.
 """
 
 import keras
