@@ -5,7 +5,9 @@ input and the weights) of every layer of ``kerasbrain.applications.SFCN`` on its
 shape, the SGD update of all weights, and the whole ``train_on_batch`` step. Layers are
 summed by kind (convolution, BatchNormalization, ReLU, max pooling, head); what the sum
 leaves of the step is the cost of running them together (memory traffic between layers,
-the loss, Keras' step). ``--env NAME=VALUE,...`` (repeatable) runs one process per
+the loss, Keras' step). BatchNormalization and max pooling are also timed as TensorFlow's
+fused batch-norm kernel and ``keras.layers.MaxPooling3D`` (rows in brackets: not in the
+sum). ``--env NAME=VALUE,...`` (repeatable) runs one process per
 setting, interleaved over ``--rounds``, e.g. oneDNN on and off:
 
     PYTHONPATH=. nice -n 5 python benchmarks/sfcn_profile.py --size 64 96 64 --batch 2 \\
@@ -37,6 +39,26 @@ def _best(fn, repeats):
     return min(times)
 
 
+def _fused_batchnorm(layer):
+    """TensorFlow's fused kernel (FusedBatchNormV3), which Keras 3 does not use."""
+    import tensorflow as tf
+
+    def call(x):
+        return tf.compat.v1.nn.fused_batch_norm(x, layer.gamma, layer.beta, epsilon=layer.epsilon,
+                                                data_format="NDHWC", is_training=True)[0]
+    return call
+
+
+def _keras_max_pooling(layer):
+    import keras
+
+    return keras.layers.MaxPooling3D(layer.pool_size)
+
+
+#: kind -> another implementation of the same layer, timed beside it
+_ALTERNATIVES = {"batchnorm": _fused_batchnorm, "max pooling": _keras_max_pooling}
+
+
 def _worker(size, batch, repeats):
     import keras
     import tensorflow as tf
@@ -63,9 +85,16 @@ def _worker(size, batch, repeats):
                 y = layer(x, training=True)
             return tape.gradient(y, [x, *layer.trainable_weights], output_gradients=dy)
 
-        layers.append({"name": layer.name, "kind": KINDS.get(type(layer).__name__, "head"),
-                       "forward_s": _best(lambda f=forward, x=x: f(x), repeats),
-                       "forward_backward_s": _best(lambda f=both, x=x, dy=dy: f(x, dy), repeats)})
+        kind = KINDS.get(type(layer).__name__, "head")
+        row = {"name": layer.name, "kind": kind,
+               "forward_s": _best(lambda f=forward, x=x: f(x), repeats),
+               "forward_backward_s": _best(lambda f=both, x=x, dy=dy: f(x, dy), repeats)}
+        alternative = _ALTERNATIVES.get(kind)
+        if alternative is not None:
+            other = alternative(layer)
+            both_alt = tf.function(lambda x, dy, f=other: tf.gradients(f(x), x, dy))
+            row["alternative_forward_backward_s"] = _best(lambda f=both_alt, x=x, dy=dy: f(x, dy), repeats)
+        layers.append(row)
     optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
     grads = [tf.constant(rng.normal(size=w.shape).astype("float32")) for w in model.trainable_weights]
     optimizer.build(model.trainable_variables)
@@ -98,7 +127,12 @@ def _summary(run):
         total[0] += layer["forward_s"]
         total[1] += layer["forward_backward_s"]
     parts = sum(t[1] for t in kinds.values()) + run["sgd_update_s"]
-    return {**{k: v[1] for k, v in kinds.items()}, "sgd update": run["sgd_update_s"],
+    alternatives = {}
+    for layer in run["layers"]:
+        if "alternative_forward_backward_s" in layer:
+            label = {"batchnorm": "fused batchnorm", "max pooling": "MaxPooling3D"}[layer["kind"]]
+            alternatives[label] = alternatives.get(label, 0.0) + layer["alternative_forward_backward_s"]
+    return {**{k: v[1] for k, v in kinds.items()}, **alternatives, "sgd update": run["sgd_update_s"],
             "sum of parts": parts, "train step": run["train_step_s"],
             "step - parts": run["train_step_s"] - parts}
 
