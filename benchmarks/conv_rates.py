@@ -68,7 +68,7 @@ def _tensorflow(x, kernel, dy, a, repeats, stride=1):
         # FastConv3D's gradients; the other one is pruned from the traced function
         with tf.GradientTape() as tape:
             tape.watch([x, kernel])
-            y = conv_gradient.conv3d(x, kernel, "same", strides[1:4])
+            y = conv_gradient.conv3d(x, kernel, "same")
         return tape.gradient(y, [x, kernel][wrt], output_gradients=dy)
 
     ops = {  # arguments, not constants: nothing is folded at trace time
@@ -78,9 +78,10 @@ def _tensorflow(x, kernel, dy, a, repeats, stride=1):
             input_sizes=x.shape, filter=kernel, out_backprop=dy, strides=strides, padding="SAME"),
         "kernel_grad": lambda x, kernel, dy, a: tf.raw_ops.Conv3DBackpropFilterV2(
             input=x, filter_sizes=kernel.shape, out_backprop=dy, strides=strides, padding="SAME"),
-        "input_grad_as_forward": lambda x, kernel, dy, a: as_forward(x, kernel, dy, 0),
-        "kernel_grad_as_forward": lambda x, kernel, dy, a: as_forward(x, kernel, dy, 1),
     }
+    if stride == 1:  # strided convolutions keep TensorFlow's gradient kernels
+        ops["input_grad_as_forward"] = lambda x, kernel, dy, a: as_forward(x, kernel, dy, 0)
+        ops["kernel_grad_as_forward"] = lambda x, kernel, dy, a: as_forward(x, kernel, dy, 1)
     from tensorflow.python.util import _pywrap_util_port
 
     info = {"framework": f"tensorflow {tf.__version__}", "onednn": _pywrap_util_port.IsMklEnabled(),

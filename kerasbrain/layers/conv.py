@@ -7,12 +7,12 @@ whole training step. ``FastConv3D`` computes the same convolution as a sum over 
 of the first spatial axis of 2D convolutions of ``(batch * x)`` planes, whose gradients
 TensorFlow computes quickly (0.3 s for that stem).
 
-Convolutions with smaller kernels (SFCN's 3x3x3 and 1x1x1, the backbones' 3x3x3 and 1x1x1
-layers at stride 1 or 2, ConvNeXt's downsampling) take their gradients from forward
-convolutions where TensorFlow runs on the CPU (``kerasbrain.layers.conv_gradient``):
-both gradients without oneDNN, where TensorFlow's own gradient kernels run at less than
-half the forward rate; with oneDNN, the input gradient of stride-1 convolutions only.
-Other backends, devices, groups and dilations use ``keras.layers.Conv3D`` unchanged.
+Stride-1 convolutions with smaller kernels (SFCN's 3x3x3 and 1x1x1, the backbones' 3x3x3
+and 1x1x1 layers) take their gradients from forward convolutions where TensorFlow runs on
+the CPU (``kerasbrain.layers.conv_gradient``): both gradients without oneDNN, where
+TensorFlow's own gradient kernels run at less than half the forward rate; with oneDNN,
+the input gradient only. Other backends, devices, strides, groups and dilations use
+``keras.layers.Conv3D`` unchanged.
 """
 
 import keras
@@ -40,11 +40,10 @@ class FastConv3D(keras.layers.Conv3D):
         if plane:
             return _plane_conv(inputs, kernel, self.strides, self.padding)
         mode = self._forward_gradients()
-        if mode == "both" or (mode == "input" and tuple(self.strides) == (1, 1, 1)):
+        if mode is not None and tuple(self.strides) == (1, 1, 1):
             from kerasbrain.layers import conv_gradient
 
-            return conv_gradient.conv3d(inputs, kernel, self.padding, self.strides,
-                                        native_kernel_gradient=mode == "input")
+            return conv_gradient.conv3d(inputs, kernel, self.padding, native_kernel_gradient=mode == "input")
         return super().convolution_op(inputs, kernel)
 
     def _forward_gradients(self):
