@@ -5,8 +5,10 @@ random volumes, with the published architecture (channels 32, 64, 128, 256, 256,
 outputs; Peng et al.'s PyTorch SFCN for the reference). The train step is one SGD update
 with a KL-divergence loss on soft labels, as Peng et al. trained it. Rows:
 
-- ``keras/<backend>``: ``kerasbrain.applications.SFCN`` (``FastConv3D``, ``FastMaxPooling3D``);
-- ``plain keras/<backend>``: the same model with ``keras.layers.Conv3D`` and ``MaxPooling3D``;
+- ``keras/<backend>``: ``kerasbrain.applications.SFCN`` (``FastConv3D``, ``FastMaxPooling3D``,
+  ``FastBatchNormalization``);
+- ``plain keras/<backend>``: the same model with ``keras.layers.Conv3D``, ``MaxPooling3D`` and
+  ``BatchNormalization``;
 - ``torch``: Peng et al.'s PyTorch SFCN;
 - ``--env NAME=VALUE,...`` (repeatable) adds TensorFlow rows (kerasbrain, plain) run with
   those environment variables, e.g. ``TF_ENABLE_ONEDNN_OPTS=0`` (TensorFlow's default on CPUs
@@ -79,12 +81,14 @@ def _time(fn, repeats):
 
 
 def _plain(model):
-    """``model`` with Keras' own Conv3D and MaxPooling3D layers (same weights)."""
+    """``model`` with Keras' own Conv3D, MaxPooling3D and BatchNormalization layers (same weights)."""
     import keras
 
-    from kerasbrain.layers import FastConv3D, FastMaxPooling3D
+    from kerasbrain.layers import FastBatchNormalization, FastConv3D, FastMaxPooling3D
 
     def clone(layer):
+        if isinstance(layer, FastBatchNormalization):
+            return keras.layers.BatchNormalization.from_config(layer.get_config())
         if isinstance(layer, FastConv3D):
             return keras.layers.Conv3D.from_config(layer.get_config())
         if isinstance(layer, FastMaxPooling3D):

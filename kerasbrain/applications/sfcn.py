@@ -18,6 +18,7 @@ import numpy as np
 
 from kerasbrain.applications import _common
 from kerasbrain.applications.pretrained import with_preset
+from kerasbrain.layers.batchnorm import FastBatchNormalization
 from kerasbrain.layers.conv import FastConv3D
 from kerasbrain.layers.pooling import FastMaxPooling3D
 from kerasbrain.weights.presets import MULTITASK_TASKS
@@ -131,12 +132,12 @@ def SFCN(
     x = inputs
     for i, width in enumerate(filters[:5]):
         x = FastConv3D(width, 3, padding="same", name=f"block{i}_conv")(x)
-        x = keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum,
+        x = FastBatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum,
                                             name=f"block{i}_bn")(x)
         x = keras.layers.ReLU(name=f"block{i}_relu")(x)
         x = FastMaxPooling3D(2, name=f"block{i}_pool")(x)
     x = FastConv3D(filters[5], 1, name="block5_conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name="block5_bn")(x)
+    x = FastBatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name="block5_bn")(x)
     x = keras.layers.ReLU(name="block5_relu")(x)
 
     if include_top:

@@ -10,6 +10,7 @@ from kerasbrain.layers.augment import (
     RandomShift3D,
     augmentation,
 )
+from kerasbrain.layers.batchnorm import FastBatchNormalization
 from kerasbrain.layers.conv import FastConv3D
 from kerasbrain.layers.depthwise import DepthwiseConv3D
 from kerasbrain.layers.patch_embedding import PatchEmbedding3D
@@ -24,6 +25,7 @@ from kerasbrain.layers.views import (
 __all__ = [
     "Augmentation3D",
     "DepthwiseConv3D",
+    "FastBatchNormalization",
     "FastConv3D",
     "FastMaxPooling3D",
     "PatchEmbedding3D",
