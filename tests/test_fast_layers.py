@@ -8,21 +8,12 @@ from keras import ops
 from kerasbrain.layers import FastMaxPooling3D
 
 
-@pytest.fixture(params=["both", "input"] if keras.backend.backend() == "tensorflow" else ["none"])
-def onednn_mode(request, monkeypatch):
-    """On TensorFlow, the reshapes (CPU without oneDNN) or oneDNN's pooling kernels."""
-    if keras.backend.backend() == "tensorflow":
-        from kerasbrain.layers import conv_gradient
-
-        monkeypatch.setattr(conv_gradient, "forward_gradients", lambda: request.param)
-
-
 @pytest.mark.parametrize("shape,pool_size", [
     ((2, 8, 6, 4, 3), 2),
     ((1, 9, 7, 5, 2), 2),  # odd sizes: trailing voxels dropped, as with "valid" padding
     ((1, 9, 8, 10, 2), (3, 2, 5)),
 ])
-def test_matches_keras_max_pooling(shape, pool_size, gradients, onednn_mode):
+def test_matches_keras_max_pooling(shape, pool_size, gradients):
     x = np.random.default_rng(0).normal(size=shape).astype("float32")  # no ties
     fast, reference = FastMaxPooling3D(pool_size), keras.layers.MaxPooling3D(pool_size)
     y = ops.convert_to_numpy(fast(x))
@@ -34,7 +25,7 @@ def test_matches_keras_max_pooling(shape, pool_size, gradients, onednn_mode):
     np.testing.assert_allclose(ops.convert_to_numpy(got), ops.convert_to_numpy(want), atol=1e-6)
 
 
-def test_unknown_spatial_sizes_and_keras_round_trip(tmp_path, onednn_mode):
+def test_unknown_spatial_sizes_and_keras_round_trip(tmp_path):
     inputs = keras.Input((None, None, None, 2))
     model = keras.Model(inputs, FastMaxPooling3D((2, 1, 2), name="pool")(inputs))
     assert model.output.shape == (None, None, None, None, 2)

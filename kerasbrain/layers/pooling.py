@@ -7,11 +7,6 @@ padding) the same maxima come from reshaping each axis into ``(n // k, k)`` and 
 the maximum over ``k``, one axis at a time; the gradient is then an elementwise select.
 Measured on 2 CPU cores (TensorFlow): an SFCN training step at 32^3, batch 16, takes
 0.30 s instead of 0.56 s, at 64^3, batch 2 (full width), 1.6 s instead of 2.2 s.
-
-On TensorFlow's CPU with oneDNN (``kerasbrain.layers.conv_gradient.forward_gradients() ==
-"input"``) oneDNN's pooling kernels are faster still (SFCN's five poolings forward and
-backward at 64x96x64, batch 2: 5.5x faster than the reshapes), and ``FastMaxPooling3D``
-runs them.
 """
 
 import keras
@@ -25,7 +20,7 @@ class FastMaxPooling3D(keras.layers.Layer):
     Gives the same outputs as ``keras.layers.MaxPooling3D(pool_size)`` (strides equal to
     the pool size, ``"valid"`` padding: trailing voxels that do not fill a window are
     dropped). Where several voxels of a window share the maximum, the gradient is split
-    between them instead of going to one of them (except with oneDNN's kernels).
+    between them instead of going to one of them.
 
     Args:
         pool_size: int or 3 ints, the window (and stride) per spatial axis.
@@ -43,8 +38,6 @@ class FastMaxPooling3D(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=5)
 
     def call(self, x):
-        if _onednn_cpu():
-            return ops.max_pool(x, self.pool_size, strides=self.pool_size, padding="valid")
         shape = ops.shape(x)
         px, py, pz = self.pool_size
         nx, ny, nz = shape[1] // px, shape[2] // py, shape[3] // pz
@@ -64,12 +57,3 @@ class FastMaxPooling3D(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "pool_size": self.pool_size}
-
-
-def _onednn_cpu():
-    """True on TensorFlow's CPU with oneDNN, whose pooling gradient kernel is the fastest."""
-    if keras.backend.backend() != "tensorflow":
-        return False
-    from kerasbrain.layers import conv_gradient
-
-    return conv_gradient.forward_gradients() == "input"
