@@ -145,7 +145,7 @@ def margins(auc, sizes):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-pretrain", type=int, default=400)
-    parser.add_argument("--ssl-epochs", type=int, default=12)
+    parser.add_argument("--ssl-epochs", type=int, default=30)
     parser.add_argument("--ssl-learning-rate", type=float, default=1e-3)
     parser.add_argument("--supervised-epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
