@@ -1,10 +1,12 @@
-"""Integrated gradients' completeness against the number of gradients on a trained classifier.
+"""Integrated gradients' accuracy against the number of gradients on a trained classifier.
 
 The model, cohort and scans of `explain_synthetic.py` (40³, disease in the hippocampi and
-temporal horns); prints the worst and median relative error |sum - (f(x) - f(x0))| /
-|f(x) - f(x0)| for the probability and the logit, midpoint rule, blur baseline.
+temporal horns), blur baseline. For the probability and the logit, each quadrature rule and
+number of gradients, prints the worst and median completeness error |sum - (f(x) - f(x0))| /
+|f(x) - f(x0)|, and the median map error sum|m - m_ref| / sum|m_ref| against a reference
+map from `--reference` midpoint gradients.
 
-    KERAS_BACKEND=tensorflow PYTHONPATH=. python benchmarks/explain_ig_steps.py --steps 64 128 256 512
+    KERAS_BACKEND=tensorflow PYTHONPATH=. python benchmarks/explain_ig_steps.py
 """
 
 import argparse
@@ -24,7 +26,9 @@ from kerasbrain.datasets import synthetic  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, nargs="+", default=[64, 128, 256, 512])
+    parser.add_argument("--steps", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--rules", nargs="+", default=["adaptive", "midpoint"])
+    parser.add_argument("--reference", type=int, default=512)
     parser.add_argument("--epochs", type=int, default=14)
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
@@ -39,13 +43,17 @@ def main():
     base = explain.make_baseline(xe, "blur")
     for name, m in (("probability", model), ("logit", logit_model)):
         delta = m.predict(xe, verbose=0)[:, 0] - m.predict(base, verbose=0)[:, 0]
-        for steps in args.steps:
-            start = time.time()
-            ig = explain.integrated_gradients(m, xe, baseline="blur", steps=steps)
-            error = np.abs(ig.sum(axis=(1, 2, 3)) - delta) / np.abs(delta)
-            print(f"{name:11s} steps={steps:4d}: worst {error.max():.2%}, median {np.median(error):.2%} "
-                  f"({time.time() - start:.0f} s)", flush=True)
-
+        reference = explain.integrated_gradients(m, xe, baseline="blur", steps=args.reference,
+                                                 rule="midpoint", batch_size=16)
+        for rule in args.rules:
+            for steps in args.steps:
+                start = time.time()
+                ig = explain.integrated_gradients(m, xe, baseline="blur", steps=steps, rule=rule)
+                error = np.abs(ig.sum(axis=(1, 2, 3)) - delta) / np.abs(delta)
+                map_error = np.abs(ig - reference).sum(axis=(1, 2, 3)) / np.abs(reference).sum(axis=(1, 2, 3))
+                print(f"{name:11s} {rule:9s} steps={steps:4d}: completeness worst {error.max():.2%}, "
+                      f"median {np.median(error):.2%}; map error median {np.median(map_error):.2%} "
+                      f"({time.time() - start:.0f} s)", flush=True)
 
 if __name__ == "__main__":
     main()

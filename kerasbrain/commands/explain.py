@@ -17,7 +17,8 @@ def add_method_arguments(parser, prefix=""):
                         choices=("model", "scan", "native"),
                         help="grid of the maps: the model input, the input file (default), or the "
                              "native scan through the saved registration transform")
-    parser.add_argument("--steps", type=int, help="integrated gradients: path points (default 32); "
+    parser.add_argument("--steps", type=int, help="integrated gradients: gradients on the path (default 32; 64 for "
+                                                  "attributions that sum to the output within about 1%%); "
                                                   "smoothgrad: noisy samples (default 16)")
     parser.add_argument("--baseline", choices=("zeros", "blur"), help="integrated gradients' baseline")
     parser.add_argument("--layer", help="Grad-CAM: layer of the 3D feature map (default: the last)")

@@ -7,11 +7,11 @@ from kerasbrain.explain import _common
 from kerasbrain.explain.backend import gradient_function
 
 BASELINES = ("zeros", "blur")
-RULES = ("midpoint", "trapezoid", "gauss")
+RULES = ("adaptive", "midpoint", "trapezoid", "gauss")
 
 
 def path_nodes(steps, rule="midpoint"):
-    """Quadrature of ``int_0^1 g(a) da`` with ``steps`` evaluations of ``g``.
+    """Fixed quadrature of ``int_0^1 g(a) da`` with ``steps`` evaluations of ``g``.
 
     Returns float64 ``(alphas, weights)``, both ``(steps,)``; ``weights`` sum to 1.
     ``"midpoint"``: ``a_k = (k + 0.5) / steps``, equal weights; ``"trapezoid"``: ``steps``
@@ -29,7 +29,63 @@ def path_nodes(steps, rule="midpoint"):
     if rule == "gauss":
         nodes, w = np.polynomial.legendre.leggauss(steps)
         return (nodes + 1.0) / 2.0, w / 2.0
+    if rule == "adaptive":
+        raise ValueError("the adaptive rule chooses its nodes on the path; see integrated_gradients")
     raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+
+
+def _fixed_path(grad, start, delta, w, steps, batch_size, rule):
+    """``sum_k w_k grad f(start + a_k delta)`` on the nodes of `path_nodes`."""
+    alphas, weights = path_nodes(steps, rule)
+    alphas = alphas.astype("float32")
+    total = np.zeros(start.shape, dtype="float64")
+    for first in range(0, steps, batch_size):
+        a = alphas[first:first + batch_size].reshape(-1, 1, 1, 1, 1)
+        _, g = grad(start + a * delta, w)
+        total += np.tensordot(weights[first:first + batch_size], g, axes=1)
+    return total
+
+
+def _adaptive_path(grad, start, delta, w, steps, batch_size):
+    """Adaptive trapezoid rule for ``int_0^1 grad f(start + a delta) da``.
+
+    ``steps // 4 + 1`` equally spaced nodes (both ends included) first; then, ``batch_size``
+    at a time, the intervals whose trapezoid estimate of ``f(b) - f(a)`` (the path
+    integral of ``grad f . delta``, known exactly from the model's outputs at the ends)
+    misses it most are halved (or cut in more parts when only a few intervals miss by
+    more than a tenth of the worst), until ``steps`` gradients are spent. Holds the ``steps``
+    gradients of one volume in memory.
+    """
+    nodes = list(np.linspace(0.0, 1.0, max(2, min(steps, steps // 4 + 1))))
+    values, slopes, grads = [], [], []
+
+    def evaluate(alphas):
+        a = np.asarray(alphas, dtype="float32").reshape(-1, 1, 1, 1, 1)
+        for first in range(0, len(a), batch_size):
+            f, g = grad(start + a[first:first + batch_size] * delta, w)
+            values.extend(np.ravel(f)[:len(g)].tolist())
+            slopes.extend(np.sum(g * delta, axis=(1, 2, 3, 4), dtype="float64").tolist())
+            grads.extend(g)
+
+    evaluate(nodes)
+    while len(nodes) < steps:
+        order = np.argsort(nodes)
+        a, f, s = (np.asarray(v, dtype="float64")[order] for v in (nodes, values, slopes))
+        h = np.diff(a)
+        error = np.abs(h * (s[1:] + s[:-1]) / 2 - np.diff(f))
+        budget = min(batch_size, steps - len(nodes))
+        worst = [k for k in np.argsort(-error) if error[k] >= 0.1 * error.max()][:budget]
+        pieces = np.bincount(np.resize(worst, budget), minlength=len(h))  # new points per interval
+        new = [a[k] + h[k] * (j + 1) / (pieces[k] + 1) for k in np.flatnonzero(pieces)
+               for j in range(pieces[k])]
+        nodes.extend(new)
+        evaluate(new)
+    order = np.argsort(nodes)
+    a = np.asarray(nodes, dtype="float64")[order]
+    weights = np.zeros(len(a))
+    weights[1:] += np.diff(a) / 2
+    weights[:-1] += np.diff(a) / 2
+    return np.tensordot(weights, np.stack([grads[i] for i in order]), axes=1)
 
 
 def make_baseline(x, baseline="zeros", sigma=None):
@@ -63,21 +119,28 @@ def make_baseline(x, baseline="zeros", sigma=None):
 
 
 def integrated_gradients(model, volumes, output=None, baseline="zeros", steps=32, batch_size=4,
-                         index=None, decode=None, rule="midpoint"):
-    """Integrated gradients: ``(x - x0) * mean_k grad f(x0 + a_k (x - x0))``.
+                         index=None, decode=None, rule="adaptive"):
+    """Integrated gradients: ``(x - x0) * int_0^1 grad f(x0 + a (x - x0)) da``.
 
-    The path integral uses the midpoint rule (``a_k = (k + 0.5) / steps``), so the
-    attributions of a volume sum to ``f(x) - f(baseline)`` up to the quadrature error
-    (completeness).
+    The attributions of a volume sum to ``f(x) - f(x0)`` (completeness) up to the error of
+    the path integral's quadrature. The default ``rule="adaptive"`` spends a quarter of the
+    ``steps`` gradients on an even grid and the rest halving the intervals where the
+    integral is least accurate, judged by the model's output at their ends; on a trained
+    ReLU classifier it sums to within 1% at ``steps=64`` where an even grid needs 128
+    (docs/explain.md). ``"midpoint"``, ``"trapezoid"`` and ``"gauss"`` use the fixed nodes
+    of `path_nodes`.
 
     Args:
         model: a functional Keras model with one volume input.
         volumes: ``(x, y, z)``, ``(x, y, z, c)`` or a batch ``(n, x, y, z, c)``.
         output: output name (multi-output models); see `kerasbrain.explain.resolve_target`.
         baseline: ``"zeros"``, ``"blur"`` or an array (one volume or the batch).
-        steps: points on the path (at least 1).
+        steps: gradient evaluations per volume (at least 1; 2 for the adaptive and
+            trapezoid rules). The adaptive rule holds ``steps`` gradients of one volume in
+            memory (1.3 GB for 64 at 160x192x160).
         batch_size: path points per model call.
         index, decode: which unit / how to decode the output (see `resolve_target`).
+        rule: ``"adaptive"``, ``"midpoint"``, ``"trapezoid"`` or ``"gauss"``.
 
     Returns:
         float32 ``(n, x, y, z)`` attributions, summed over channels, in the units of the
@@ -85,20 +148,21 @@ def integrated_gradients(model, volumes, output=None, baseline="zeros", steps=32
     """
     steps = _common.check_steps(steps)
     batch_size = _common.check_steps(batch_size, "batch_size")
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if rule in ("adaptive", "trapezoid") and steps < 2:
+        raise ValueError(f"the {rule} rule needs steps >= 2 (both ends of the path), got {steps}")
     graph, x, target = _common.prepare(model, volumes, output, index, decode)
     base = make_baseline(x, baseline)
-    alphas, weights = path_nodes(steps, rule)
-    alphas = alphas.astype("float32")
     maps = np.zeros(x.shape, dtype="float32")
     grad = gradient_function(_common.model_value(graph, target), model)
     for i in range(len(x)):
         w = target.rows([i])
         delta = x[i] - base[i]
-        total = np.zeros(x.shape[1:], dtype="float64")
-        for start in range(0, steps, batch_size):
-            a = alphas[start:start + batch_size].reshape(-1, 1, 1, 1, 1)
-            _, g = grad(base[i] + a * delta, w)
-            total += np.tensordot(weights[start:start + batch_size], g, axes=1)
+        if rule == "adaptive":
+            total = _adaptive_path(grad, base[i], delta, w, steps, batch_size)
+        else:
+            total = _fixed_path(grad, base[i], delta, w, steps, batch_size, rule)
         maps[i] = (delta * total).astype("float32")
     return maps.sum(axis=-1)
 
