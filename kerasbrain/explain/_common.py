@@ -29,12 +29,12 @@ def check_steps(steps, name="steps"):
     return int(steps)
 
 
-#: voxels per gradient call when ``batch_size=None``: one volume at 160x192x160 (SFCN's
-#: backward pass then needs about 5 GB), eight at 64³
+#: voxels per model call when ``batch_size=None``: one volume at 160x192x160 (SFCN's
+#: backward pass then needs about 5 GB; four volumes ran out of 24 GB), eight at 64³
 BATCH_VOXELS = 2**22
 
 
-def gradient_batch(batch_size, x):
+def path_batch(batch_size, x):
     """``batch_size`` checked, or for None as many volumes as make `BATCH_VOXELS` (1 to 8)."""
     if batch_size is None:
         return int(np.clip(BATCH_VOXELS // int(np.prod(x.shape[1:4])), 1, 8))

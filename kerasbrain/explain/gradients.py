@@ -153,7 +153,7 @@ def integrated_gradients(model, volumes, output=None, baseline="zeros", steps=32
     if rule in ("adaptive", "trapezoid") and steps < 2:
         raise ValueError(f"the {rule} rule needs steps >= 2 (both ends of the path), got {steps}")
     graph, x, target = _common.prepare(model, volumes, output, index, decode)
-    batch_size = _common.gradient_batch(batch_size, x)
+    batch_size = _common.path_batch(batch_size, x)
     base = make_baseline(x, baseline)
     maps = np.zeros(x.shape, dtype="float32")
     grad = gradient_function(_common.model_value(graph, target), model)
@@ -187,7 +187,7 @@ def smoothgrad(model, volumes, output=None, samples=16, noise=0.1, batch_size=No
     if not noise >= 0:
         raise ValueError(f"noise must be >= 0, got {noise!r}")
     graph, x, target = _common.prepare(model, volumes, output, index, decode)
-    batch_size = _common.gradient_batch(batch_size, x)
+    batch_size = _common.path_batch(batch_size, x)
     rng = np.random.default_rng(seed)
     maps = np.zeros(x.shape, dtype="float32")
     grad = gradient_function(_common.model_value(graph, target), model)
