@@ -190,8 +190,9 @@ def main():
     ig_logit = explain.integrated_gradients(logit_model, xe, baseline="blur", steps=64)
     delta_logit = logit_model.predict(xe, verbose=0)[:, 0] - logit_model.predict(base, verbose=0)[:, 0]
     ig_logit_error = np.abs(ig_logit.sum(axis=(1, 2, 3)) - delta_logit) / np.abs(delta_logit)
-    rules = {}  # completeness of each quadrature rule at 64 gradients (and midpoint at 128)
-    done = {("midpoint", 64, "probability"): maps["ig"], ("midpoint", 64, "logit"): ig_logit}
+    rules = {}  # completeness of each quadrature rule at 64 gradients (and midpoint at 128);
+    # maps["ig"] and ig_logit used the default rule, adaptive
+    done = {("adaptive", 64, "probability"): maps["ig"], ("adaptive", 64, "logit"): ig_logit}
     for rule, steps in [*((r, 64) for r in explain.RULES), ("midpoint", 128)]:
         for name, m, d in (("probability", model, delta), ("logit", logit_model, delta_logit)):
             if steps != 64 and name == "logit":

@@ -139,3 +139,19 @@ def test_layers_run_in_tf_data_on_any_backend():
     assert first[0].shape == x[0].shape and not np.array_equal(first[0], x[0])
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_noise_draws_are_standard_normal_in_the_model_and_in_tf_data():
+    from scipy import stats
+
+    layer = RandomIntensity(scale=0, gamma=0, noise=1.0, bias=0, seed=4)
+    x = np.zeros((3, 20, 20, 21, 1), "float32")
+    x[:, :10] = 1.0  # volume std 0.5: the noise is 0.5 x a standard normal
+    for noisy in (keras.ops.convert_to_numpy(layer(x, training=True)),
+                  augment_with_seed(layer, tf.constant(x), tf.constant([3, 9])).numpy()):
+        draws = ((noisy - x) / 0.5).ravel()
+        assert stats.kstest(draws, "norm").pvalue > 1e-3
+        assert abs(draws.mean()) < 0.02 and abs(draws.std() - 1.0) < 0.02
+        # the two Box-Muller outputs (first and second half of the last spatial axis) are independent
+        halves = (noisy - x)[..., :10, 0].ravel(), (noisy - x)[..., 11:, 0].ravel()
+        assert abs(np.corrcoef(*halves)[0, 1]) < 0.03

@@ -49,6 +49,31 @@ def test_two_views_differ_and_labels_stay_aligned():
     np.testing.assert_allclose(z[:6], z[6:], atol=1e-6)
 
 
+class Alternate(keras.layers.Layer):
+    """Views without randomness: the second call of a trace scales the volumes by 10."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = 0
+
+    def call(self, x, training=None):
+        self.calls += 1
+        return x * (10.0 if self.calls % 2 == 0 else 1.0)
+
+
+def test_each_view_has_its_own_batchnorm_statistics():
+    inputs = keras.Input(SHAPE)
+    x = keras.layers.Conv3D(4, 3, padding="same")(inputs)
+    x = keras.layers.BatchNormalization(epsilon=1e-6)(x)
+    outputs = keras.layers.GlobalAveragePooling3D()(keras.layers.ReLU()(x))
+    model = Contrastive(keras.Model(inputs, outputs), projection_dim=4, augment=Alternate())
+    # BatchNorm over one view undoes its scale: both views give the same features; one
+    # batch of both views would normalise them together and they would differ tenfold
+    z = keras.ops.convert_to_numpy(model(volumes(4), training=True))
+    np.testing.assert_allclose(z[:4], z[4:], rtol=1e-3, atol=1e-4)
+    assert np.abs(z[:4]).max() > 1e-3
+
+
 def test_contrastive_fit_lowers_loss_and_round_trips(tmp_path):
     keras.utils.set_random_seed(0)
     x = volumes(16)

@@ -29,6 +29,18 @@ def check_steps(steps, name="steps"):
     return int(steps)
 
 
+#: voxels per model call when ``batch_size=None``: one volume at 160x192x160 (SFCN's
+#: backward pass then needs about 5 GB; four volumes ran out of 24 GB), eight at 64³
+BATCH_VOXELS = 2**22
+
+
+def path_batch(batch_size, x):
+    """``batch_size`` checked, or for None as many volumes as make `BATCH_VOXELS` (1 to 8)."""
+    if batch_size is None:
+        return int(np.clip(BATCH_VOXELS // int(np.prod(x.shape[1:4])), 1, 8))
+    return check_steps(batch_size, "batch_size")
+
+
 def prepare(model, volumes, output=None, index=None, decode=None, predictions=True):
     """``(graph, x, target)`` for ``volumes``; the target knows each volume's class."""
     graph = Graph(model)

@@ -38,12 +38,12 @@ def upsample(maps, shape):
 VARIANTS = ("gradcam", "gradcam++", "hirescam")
 
 
-def feature_gradients(model, volumes, layer=None, output=None, batch_size=4, index=None, decode=None):
+def feature_gradients(model, volumes, layer=None, output=None, batch_size=None, index=None, decode=None):
     """Yield the volumes' batch shape ``(n, x, y, z, c)``, then per batch of volumes
     ``(A, dF/dA)``: the 3D feature map ``(b, i, j, k, channels)`` of ``layer`` and the
     gradient of the explained value with respect to it (float64, same shape)."""
-    batch_size = _common.check_steps(batch_size, "batch_size")
     graph, x, target = _common.prepare(model, volumes, output, index, decode)
+    batch_size = _common.path_batch(batch_size, x)
     step = feature_layer(graph, layer)
     feature_id = step.outputs[0]
     # values the layers after the feature map take from before it (skip connections)
@@ -89,7 +89,7 @@ def class_activation(a, g, variant="gradcam"):
     raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
 
 
-def gradcam(model, volumes, layer=None, output=None, batch_size=4, index=None, decode=None,
+def gradcam(model, volumes, layer=None, output=None, batch_size=None, index=None, decode=None,
             upsampled=True, variant="gradcam"):
     """Grad-CAM: ``ReLU(sum_c mean(dF/dA_c) * A_c)`` on a 3D feature map ``A``.
 
@@ -102,7 +102,8 @@ def gradcam(model, volumes, layer=None, output=None, batch_size=4, index=None, d
         layer: name of the layer whose output is the feature map; ``None``: the last
             layer with a 3D output (SFCN: ``block5_relu``).
         output, index, decode: what to explain (see `kerasbrain.explain.resolve_target`).
-        batch_size: volumes per model call.
+        batch_size: volumes per model call (default: as many as make 4 M voxels, 1 at
+            160x192x160, at most 8).
         upsampled: resize the maps to the input grid (trilinear); else the feature grid.
         variant: ``"gradcam"``, ``"gradcam++"`` or ``"hirescam"`` (see `class_activation`).
 
@@ -118,7 +119,7 @@ def gradcam(model, volumes, layer=None, output=None, batch_size=4, index=None, d
     return upsample(maps, shape[1:4]) if upsampled else maps
 
 
-def occlusion(model, volumes, patch=16, stride=None, value=0.0, output=None, batch_size=4,
+def occlusion(model, volumes, patch=16, stride=None, value=0.0, output=None, batch_size=None,
               index=None, decode=None):
     """Occlusion: how much the explained value drops when a cube of voxels is set to ``value``.
 
@@ -126,14 +127,16 @@ def occlusion(model, volumes, patch=16, stride=None, value=0.0, output=None, bat
         patch: cube side in voxels (int or 3 ints).
         stride: step between cubes (default: ``patch``, no overlap).
         value: intensity the occluded voxels get.
+        batch_size: occluded copies per model call (default: as many as make 4 M voxels,
+            1 at 160x192x160, at most 8).
         Other arguments as `gradcam`.
 
     Returns:
         float32 ``(n, x, y, z)``: ``f(x) - f(x occluded)`` averaged over the cubes
         covering each voxel (units of the explained value).
     """
-    batch_size = _common.check_steps(batch_size, "batch_size")
     graph, x, target = _common.prepare(model, volumes, output, index, decode)
+    batch_size = _common.path_batch(batch_size, x)
     spatial = x.shape[1:4]
     patch = np.broadcast_to(np.asarray(patch, dtype=int), (3,))
     stride = patch if stride is None else np.broadcast_to(np.asarray(stride, dtype=int), (3,))

@@ -49,8 +49,8 @@ def _fixed_path(grad, start, delta, w, steps, batch_size, rule):
 def _adaptive_path(grad, start, delta, w, steps, batch_size):
     """Adaptive trapezoid rule for ``int_0^1 grad f(start + a delta) da``.
 
-    ``steps // 4 + 1`` equally spaced nodes (both ends included) first; then, ``batch_size``
-    at a time, the intervals whose trapezoid estimate of ``f(b) - f(a)`` (the path
+    ``steps // 4 + 1`` equally spaced nodes (both ends included) first; then, four at a
+    time, the intervals whose trapezoid estimate of ``f(b) - f(a)`` (the path
     integral of ``grad f . delta``, known exactly from the model's outputs at the ends)
     misses it most are halved (or cut in more parts when only a few intervals miss by
     more than a tenth of the worst), until ``steps`` gradients are spent. Holds the ``steps``
@@ -73,7 +73,7 @@ def _adaptive_path(grad, start, delta, w, steps, batch_size):
         a, f, s = (np.asarray(v, dtype="float64")[order] for v in (nodes, values, slopes))
         h = np.diff(a)
         error = np.abs(h * (s[1:] + s[:-1]) / 2 - np.diff(f))
-        budget = min(batch_size, steps - len(nodes))
+        budget = min(4, steps - len(nodes))
         worst = [k for k in np.argsort(-error) if error[k] >= 0.1 * error.max()][:budget]
         pieces = np.bincount(np.resize(worst, budget), minlength=len(h))  # new points per interval
         new = [a[k] + h[k] * (j + 1) / (pieces[k] + 1) for k in np.flatnonzero(pieces)
@@ -118,7 +118,7 @@ def make_baseline(x, baseline="zeros", sigma=None):
     return np.ascontiguousarray(base)
 
 
-def integrated_gradients(model, volumes, output=None, baseline="zeros", steps=32, batch_size=4,
+def integrated_gradients(model, volumes, output=None, baseline="zeros", steps=32, batch_size=None,
                          index=None, decode=None, rule="adaptive"):
     """Integrated gradients: ``(x - x0) * int_0^1 grad f(x0 + a (x - x0)) da``.
 
@@ -138,7 +138,8 @@ def integrated_gradients(model, volumes, output=None, baseline="zeros", steps=32
         steps: gradient evaluations per volume (at least 1; 2 for the adaptive and
             trapezoid rules). The adaptive rule holds ``steps`` gradients of one volume in
             memory (1.3 GB for 64 at 160x192x160).
-        batch_size: path points per model call.
+        batch_size: path points per model call (default: as many as make 4 M voxels,
+            1 at 160x192x160, at most 8).
         index, decode: which unit / how to decode the output (see `resolve_target`).
         rule: ``"adaptive"``, ``"midpoint"``, ``"trapezoid"`` or ``"gauss"``.
 
@@ -147,12 +148,12 @@ def integrated_gradients(model, volumes, output=None, baseline="zeros", steps=32
         explained value.
     """
     steps = _common.check_steps(steps)
-    batch_size = _common.check_steps(batch_size, "batch_size")
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     if rule in ("adaptive", "trapezoid") and steps < 2:
         raise ValueError(f"the {rule} rule needs steps >= 2 (both ends of the path), got {steps}")
     graph, x, target = _common.prepare(model, volumes, output, index, decode)
+    batch_size = _common.path_batch(batch_size, x)
     base = make_baseline(x, baseline)
     maps = np.zeros(x.shape, dtype="float32")
     grad = gradient_function(_common.model_value(graph, target), model)
@@ -167,7 +168,7 @@ def integrated_gradients(model, volumes, output=None, baseline="zeros", steps=32
     return maps.sum(axis=-1)
 
 
-def smoothgrad(model, volumes, output=None, samples=16, noise=0.1, batch_size=4, seed=0,
+def smoothgrad(model, volumes, output=None, samples=16, noise=0.1, batch_size=None, seed=0,
                index=None, decode=None):
     """SmoothGrad: the gradient averaged over ``samples`` noisy copies of each volume.
 
@@ -183,10 +184,10 @@ def smoothgrad(model, volumes, output=None, samples=16, noise=0.1, batch_size=4,
         explained value per intensity unit.
     """
     samples = _common.check_steps(samples, "samples")
-    batch_size = _common.check_steps(batch_size, "batch_size")
     if not noise >= 0:
         raise ValueError(f"noise must be >= 0, got {noise!r}")
     graph, x, target = _common.prepare(model, volumes, output, index, decode)
+    batch_size = _common.path_batch(batch_size, x)
     rng = np.random.default_rng(seed)
     maps = np.zeros(x.shape, dtype="float32")
     grad = gradient_function(_common.model_value(graph, target), model)

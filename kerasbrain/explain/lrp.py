@@ -264,7 +264,7 @@ def resolve_rules(rules, names):
     return [parse_rule(r) for r in rules]
 
 
-def lrp(model, volumes, rules="epsilon", output=None, batch_size=4, index=None, decode=None,
+def lrp(model, volumes, rules="epsilon", output=None, batch_size=None, index=None, decode=None,
         return_bias=False):
     """Layer-wise relevance propagation maps.
 
@@ -277,15 +277,16 @@ def lrp(model, volumes, rules="epsilon", output=None, batch_size=4, index=None, 
             ``"pyment"``, a list with one rule per convolution/dense layer, or a dict
             ``{layer name: rule}`` (the others epsilon).
         output, index, decode: what to explain (see `kerasbrain.explain.resolve_target`).
-        batch_size: volumes per pass.
+        batch_size: volumes per pass (default: as many as make 4 M voxels, 1 at
+            160x192x160, at most 8).
         return_bias: also return the relevance the biases absorbed, ``(n,)``.
 
     Returns:
         float32 ``(n, x, y, z)`` relevance (summed over channels); with the epsilon rule
         it sums, with the bias part, to the explained value at the top layer.
     """
-    batch_size = _common.check_steps(batch_size, "batch_size")
     graph, x, target = _common.prepare(model, volumes, output, index, decode)
+    batch_size = _common.path_batch(batch_size, x)
     units, tail = plan(graph, target.name)
     linear = [obj for kind, obj in units if kind == "linear"]
     parsed = resolve_rules(rules, [u.name for u in linear])

