@@ -21,22 +21,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conv_rates import _time as _best  # noqa: E402  (fastest of the repeats, after one warm-up)
+
 KINDS = {"FastConv3D": "convolution", "Conv3D": "convolution", "BatchNormalization": "batchnorm",
          "ReLU": "relu", "FastMaxPooling3D": "max pooling", "MaxPooling3D": "max pooling"}
-
-
-def _best(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def _fused_batchnorm(layer):
