@@ -58,6 +58,10 @@ def test_register_recovers_known_affine(template):
     assert transform.native_shape == native.shape
     r = np.corrcoef(registered.array.ravel(), template.array.ravel())[0, 1]
     assert r > 0.95
+    _, again = reg.register(native, template=template, grid=template)  # same seed, same result
+    np.testing.assert_allclose(again.matrix, transform.matrix, rtol=0, atol=1e-4)  # threads: ~1e-6
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        reg.register(native, template=template, grid=template, seed=-1)
 
 
 def test_transform_file_round_trip(tmp_path):

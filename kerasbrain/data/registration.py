@@ -169,7 +169,8 @@ def _register_sitk(fixed, moving, seed):
         method = sitk.ImageRegistrationMethod()
         method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
         method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentagePerLevel(fractions, seed)
+        # SimpleITK reads seed 0 as "seed from the wall clock": shift by one
+        method.SetMetricSamplingPercentagePerLevel(fractions, seed + 1)
         method.SetInterpolator(sitk.sitkLinear)
         method.SetOptimizerAsRegularStepGradientDescent(
             learningRate=1.0, minStep=1e-3, numberOfIterations=100,
@@ -217,6 +218,8 @@ def register(volume, template="mni152", grid="ukb", order=1, seed=0):
         else:
             template = load_template(spacing=2)
     moving = Volume(np.clip(volume.array, 0, None).astype("float32"), volume.affine, where)
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     matrix = _register_sitk(template, moving, int(seed))
     transform = AffineTransform(matrix, volume.shape, volume.affine)
     return apply_transform(volume, transform, grid, order=order), transform
