@@ -213,8 +213,10 @@ def main(argv=None):
     print(markdown(rows))
     print(json.dumps(result, indent=1))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        # imported here: importing kerasbrain sets TF_ENABLE_ONEDNN_OPTS for the workers
+        from kerasbrain.files import write_json
+
+        write_json(args.json, result)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(markdown(rows) + "\n")

@@ -29,6 +29,7 @@ import keras
 import numpy as np
 
 from kerasbrain import applications, demo, models, tasks, transfer
+from kerasbrain.files import write_json
 
 
 def pretrain(x, table, config, momentum):
@@ -147,10 +148,7 @@ def main():
               "seconds": round(time.perf_counter() - start, 1), "args": vars(args), "rows": rows}
     print(json.dumps(result))
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as handle:
-            json.dump(result, handle, indent=1)
-        os.replace(tmp, args.json)
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -122,9 +122,10 @@ def main(argv=None):
     result = {"benchmark": "depthwise", "unit": "seconds (best of repeats)", "rows": rows}
     print(json.dumps(result, indent=1))
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        # imported here: importing kerasbrain sets TF_ENABLE_ONEDNN_OPTS for the workers
+        from kerasbrain.files import write_json
+
+        write_json(args.json, result)
     return 0
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from kerasbrain import explain
 from kerasbrain.applications import SFCN
 from kerasbrain.datasets import synthetic
+from kerasbrain.files import write_json
 
 FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
 
@@ -230,9 +231,7 @@ def main():
                     "load_average": os.getloadavg(), "seconds": time.time() - started})
     print(json.dumps(results))
     if args.json:
-        with open(args.json + ".part", "w") as f:
-            json.dump(results, f, indent=1)
-        os.replace(args.json + ".part", args.json)
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

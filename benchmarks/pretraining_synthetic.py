@@ -32,6 +32,7 @@ import pandas as pd
 import kerasbrain as kb
 from kerasbrain import demo
 from kerasbrain.datasets.synthetic import make_cohort
+from kerasbrain.files import write_json
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -254,9 +255,7 @@ def main():
     for m, v in speed.items():
         print(f"  {m:10s} {v:6.1f}  ({results['throughput_ratio'][m]:.2f}x supervised)")
     print(f"\nload average {results['load_average']}, {results['seconds']:.0f} s")
-    with open(os.path.join(args.out, "results.json.tmp"), "w") as handle:
-        json.dump(results, handle, indent=1)
-    os.replace(os.path.join(args.out, "results.json.tmp"), os.path.join(args.out, "results.json"))
+    write_json(os.path.join(args.out, "results.json"), results)
     print(json.dumps(results))
 
 

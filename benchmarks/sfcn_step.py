@@ -403,8 +403,10 @@ def main(argv=None):
               "results": rows, "layers": layers}
     print(json.dumps(result))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        # imported here: importing kerasbrain sets TF_ENABLE_ONEDNN_OPTS for the workers
+        from kerasbrain.files import write_json
+
+        write_json(args.json, result)
     return 0
 
 
