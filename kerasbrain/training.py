@@ -51,9 +51,8 @@ def load_config(path, command="train", overrides=None):
     raw = config_lib.read(path)
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     config = config_lib.validate(raw, command, os.fspath(path))
-    optimizer_keys = config_lib.SCHEMAS[command]["optimizer"].keys
-    config["optimizer"] = {**{k: key.default for k, key in optimizer_keys.items()},
-                           **(config["optimizer"] or {})}
+    config["optimizer"] = config_lib.fill_defaults(config["optimizer"] or {},
+                                                   config_lib.SCHEMAS[command]["optimizer"].keys)
     config["finetune"] = config["finetune"] or {}
     if not config["output"]:
         raise ValueError(f"{path}: 'output' (the output folder) is required.")

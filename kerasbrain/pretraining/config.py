@@ -47,10 +47,8 @@ def load_config(path, overrides=None):
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     config = config_lib.validate(raw, "pretrain", source)
     schema = config_lib.SCHEMAS["pretrain"]
-    for name in ("optimizer", "contrastive", "masked", "augmentation"):
-        defaults = {k: key.default for k, key in schema[name].keys.items() if key.default is not None}
-        config[name] = {**defaults, **(config[name] or {})}
-    config["data"] = {"batch_size": schema["data"].keys["batch_size"].default, **config["data"]}
+    for name in ("optimizer", "contrastive", "masked", "augmentation", "data"):
+        config[name] = config_lib.fill_defaults(config[name] or {}, schema[name].keys)
     given = [key for key in SOURCES if key in config["data"]["train"]]
     if len(given) != 1:
         raise config_lib.ConfigError(f"{source}: data.train: give one of {', '.join(SOURCES)}; "
